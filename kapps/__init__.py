@@ -1,0 +1,22 @@
+"""kapps: Keras 3 functional-API builders of the deep-learning classics.
+
+>>> import kapps
+>>> model = kapps.create_model("lenet5", input_shape=(32, 32, 1), num_classes=10)
+"""
+
+from kapps import classification  # noqa: F401  (registers the builders)
+from kapps.errors import ConfigError, DataError, KappsError, SubmissionError
+from kapps.registry import create_model, get_entry, list_models, register_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "KappsError",
+    "SubmissionError",
+    "create_model",
+    "get_entry",
+    "list_models",
+    "register_model",
+]

@@ -1,0 +1,42 @@
+"""Pieces every classification builder shares: input, normalisation, head."""
+
+import keras
+
+POOLINGS = (None, "avg", "max")
+
+
+def check_common_args(include_top, pooling, num_classes):
+    """Validate the arguments every builder takes the same way."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    if include_top and (num_classes is None or num_classes < 1):
+        raise ValueError(f"include_top=True needs num_classes >= 1, got {num_classes!r}")
+
+
+def raw_pixel_input(input_shape, scale=1 / 127.5, offset=-1.0):
+    """An `Input` for raw 0–255 pixels and its rescaled tensor ([-1, 1] by default).
+
+    Normalising inside the model lets a saved `.keras` file predict on raw images.
+    """
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = keras.layers.Rescaling(scale, offset=offset, name="rescale")(inputs)
+    return inputs, x
+
+
+def pool_features(x, pooling):
+    """Apply the `pooling` argument of a headless builder to a feature map."""
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return x
+
+
+def classifier(x, num_classes, classifier_activation, name="predictions"):
+    """The logits (or activated) output layer, always computed in float32.
+
+    float32 keeps mixed-precision training stable at the loss.
+    """
+    return keras.layers.Dense(
+        num_classes, activation=classifier_activation, dtype="float32", name=name
+    )(x)

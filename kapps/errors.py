@@ -1,0 +1,27 @@
+"""Errors a user can cause. The CLI prints their message on one line and exits 2.
+
+Anything else that escapes is a bug and keeps its traceback.
+"""
+
+
+class KappsError(Exception):
+    """Base class of user-caused errors (bad config, bad data, bad submission)."""
+
+
+class ConfigError(KappsError):
+    """A config value, key or model argument is invalid."""
+
+
+class DataError(KappsError):
+    """A data file is missing, unreadable or malformed."""
+
+
+class SubmissionError(KappsError):
+    """A submission does not match `sample_submission.csv`."""
+
+
+class UnknownModelError(ConfigError, KeyError):
+    """`create_model` was given a name no registry knows."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""

@@ -1,0 +1,99 @@
+"""The model registry: `register_model`, `create_model`, `list_models`.
+
+Every builder is registered under one or more names; a family registers one
+name per row of its variant table, so `create_model("lenet5_paper")` is the
+same function as `create_model("lenet5")` with other defaults.
+"""
+
+import difflib
+import inspect
+from dataclasses import dataclass, field
+from typing import Callable
+
+import keras
+
+from kapps.errors import ConfigError, UnknownModelError
+
+TASKS = ("classification", "segmentation", "detection", "retrieval", "text")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered name: the builder, its task and the defaults of its row."""
+
+    name: str
+    task: str
+    builder: Callable[..., keras.Model]
+    defaults: dict = field(default_factory=dict)
+    # Small arguments that build the model in well under a second: the
+    # registry-wide test uses them, so each new model is tested on arrival.
+    test_kwargs: dict = field(default_factory=dict)
+
+    def __call__(self, **kwargs):
+        return self.builder(**{**self.defaults, **kwargs})
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(task, *, variants=None, test_kwargs=None):
+    """Decorator registering a builder under its own name or one name per variant.
+
+    Args:
+        task: one of `TASKS`.
+        variants: optional dict `{name: defaults}`; each key becomes a model name
+            whose defaults are merged under the caller's keyword arguments.
+            Without it the function's own name is registered.
+        test_kwargs: small arguments for the registry-wide test.
+
+    Raises:
+        ValueError: for an unknown task or a name registered twice.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+
+    def decorate(builder):
+        rows = variants if variants is not None else {builder.__name__: {}}
+        for name, defaults in rows.items():
+            if name in _REGISTRY:
+                raise ValueError(f"model name {name!r} is already registered")
+            _REGISTRY[name] = ModelEntry(
+                name, task, builder, dict(defaults), dict(test_kwargs or {})
+            )
+        return builder
+
+    return decorate
+
+
+def list_models(task=None):
+    """Sorted names of the registered models, optionally of one task only."""
+    return sorted(n for n, e in _REGISTRY.items() if task is None or e.task == task)
+
+
+def get_entry(name):
+    """The `ModelEntry` of a registered name; an `UnknownModelError` otherwise."""
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UnknownModelError(f"unknown model {name!r}{hint} (see `kapps models`)")
+    return _REGISTRY[name]
+
+
+def create_model(name, **kwargs):
+    """Build a registered model by name.
+
+    Example:
+    >>> model = create_model("lenet5", input_shape=(32, 32, 1), num_classes=10)
+    >>> model.output_shape
+    (None, 10)
+
+    Raises:
+        UnknownModelError: the name is not registered (with the closest name).
+        ConfigError: an argument the builder does not take.
+    """
+    entry = get_entry(name)
+    try:
+        inspect.signature(entry.builder).bind(**{**entry.defaults, **kwargs})
+    except TypeError as err:
+        raise ConfigError(f"model {name!r}: {err}") from err
+    return entry(**kwargs)

@@ -1,0 +1,250 @@
+"""The competition schema: `competition.yaml` + `key.sub=value` overrides → `Config`.
+
+YAML gives the values, override files and then `key=value` arguments win, an
+unknown key is an error naming the closest valid key, and the resolved config
+is saved in every run folder. Every key has a one-line comment here; this is
+the table of defaults.
+"""
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from kapps.errors import ConfigError
+
+CONFIG_FILE = "competition.yaml"
+RUN_CONFIG_FILE = "config.yaml"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class CompetitionConfig(Section):
+    name: str  # folder name under run.dir
+    task: Literal["classification"] = "classification"  # the task family
+    kaggle: str | None = None  # Kaggle slug `kapps prepare` downloads; None: made by prepare.py
+    dir: str | None = None  # the competition folder; filled in when the config is loaded
+
+
+class DataConfig(Section):
+    dir: str = "data"  # data folder, relative to the competition folder
+    format: Literal["pixel_csv", "class_folders", "csv_paths"] = "pixel_csv"  # train layout
+    train: str = "train.csv"  # pixel CSV, CSV of ids+labels, or folder of class folders
+    train_images: str = "{id}"  # csv_paths: image path for a train id, relative to data.dir
+    test: str = "test.csv"  # pixel CSV, or CSV listing test ids (often sample_submission.csv)
+    test_images: str = "{id}"  # image layouts: image path for a test id, relative to data.dir
+    sample_submission: str = "sample_submission.csv"  # the format every submission must match
+    answers: str | None = None  # held-out answer key (same header as the submission), scored
+    id_column: str | None = None  # id column in data.test; None: sample submission's first
+    label_column: str = "label"  # label column in the train CSV
+    pixel_shape: tuple[int, int, int] | None = None  # pixel_csv: (height, width, channels)
+    image_size: tuple[int, int] = (32, 32)  # model input (height, width); images are resized
+    channels: Literal[1, 3] = 3  # colour channels fed to the model
+    classes: list[Any] | None = None  # class labels in output order; None: sorted train labels
+    val_fraction: float = Field(0.1, gt=0, lt=1)  # stratified validation split of train
+    cache: Literal["memory", "disk", "none"] = "memory"  # where decoded images are cached
+
+
+class AugmentConfig(Section):
+    flip: Literal["none", "horizontal", "vertical", "horizontal_and_vertical"] = "none"
+    rotation: float = Field(0.0, ge=0, le=0.5)  # max rotation, fraction of a full turn
+    translation: float = Field(0.0, ge=0, le=0.5)  # max shift, fraction of height/width
+    zoom: float = Field(0.0, ge=0, lt=1)  # max zoom in or out, fraction
+    contrast: float = Field(0.0, ge=0, lt=1)  # max contrast change, fraction
+
+
+class ModelConfig(Section):
+    name: str = "lenet5"  # a `kapps models` name
+    args: dict[str, Any] = {}  # extra builder keyword arguments
+
+
+class TrainConfig(Section):
+    epochs: int = Field(30, ge=1)  # maximum epochs
+    batch_size: int = Field(64, ge=1)  # images per step
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"  # optimiser
+    lr: float = Field(1e-3, gt=0)  # peak learning rate, reached after warm-up
+    weight_decay: float = Field(1e-4, ge=0)  # decoupled weight decay (adamw, sgd)
+    momentum: float = Field(0.9, ge=0, lt=1)  # sgd momentum
+    warmup_epochs: float = Field(1.0, ge=0)  # linear warm-up before the cosine decay
+    label_smoothing: float = Field(0.0, ge=0, lt=1)  # cross-entropy label smoothing
+    patience: int = Field(10, ge=0)  # early-stopping patience in epochs; 0 turns it off
+    mixed_precision: Literal["off", "float16", "bfloat16"] = "off"  # mixed-precision policy
+    ema: bool = False  # evaluate and save the exponential moving average of the weights
+    ema_momentum: float = Field(0.99, gt=0, lt=1)  # EMA momentum
+    seed: int = 42  # seed of weights, split, shuffling and augmentation
+    monitor: str | None = None  # metric that picks the best epoch; None: val_loss
+    resume: bool = True  # continue an interrupted run found in the run folder
+
+
+class SubmissionConfig(Section):
+    kind: Literal["label", "probability"] = "label"  # what the target columns hold
+    positive_class: Any = None  # probability with one target column: P(this class)
+    clip: float = Field(0.0, ge=0, lt=0.5)  # probability: clip to [clip, 1 - clip]
+    metric: Literal["accuracy", "log_loss"] | None = None  # local score; None: by kind
+
+
+class RunConfig(Section):
+    dir: str = "runs"  # runs are written to <dir>/<competition.name>/<name>
+    name: str | None = None  # None: model name + config hash, so a re-run resumes
+
+
+class Config(Section):
+    competition: CompetitionConfig
+    data: DataConfig = DataConfig()
+    augment: AugmentConfig = AugmentConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    submission: SubmissionConfig = SubmissionConfig()
+    run: RunConfig = RunConfig()
+
+    @model_validator(mode="after")
+    def _check_pixel_shape(self):
+        if self.data.format == "pixel_csv" and self.data.pixel_shape is None:
+            raise ValueError("data.pixel_shape is required when data.format is pixel_csv")
+        return self
+
+    # Paths ------------------------------------------------------------------
+    @property
+    def competition_dir(self):
+        return Path(self.competition.dir)
+
+    @property
+    def data_dir(self):
+        return self.competition_dir / self.data.dir
+
+    def data_path(self, relative):
+        return self.data_dir / relative
+
+    def fingerprint(self):
+        """A short hash of everything that changes what a run computes."""
+        payload = self.model_dump(mode="json", exclude={"run": True})
+        return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
+
+    def run_name(self):
+        return self.run.name or f"{self.model.name}-{self.fingerprint()}"
+
+    def run_dir(self):
+        return Path(self.run.dir) / self.competition.name / self.run_name()
+
+    def to_yaml(self):
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# Loading --------------------------------------------------------------------
+
+
+def _read_yaml(path):
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    return data
+
+
+def parse_override(text):
+    """`"train.lr=3e-3"` → `(["train", "lr"], 0.003)`; values are parsed as YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} is not of the form key.sub=value")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip().split("."), parsed
+
+
+def _set_nested(data, keys, value, original):
+    node = data
+    for i, key in enumerate(keys[:-1]):
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {original!r}: {'.'.join(keys[: i + 1])} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def _merge(base, extra):
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def _fields_at(loc):
+    """Valid key names at a location of the schema, for "did you mean" hints."""
+    model = Config
+    for part in loc:
+        field = model.model_fields.get(part)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _describe(error):
+    loc = [str(p) for p in error["loc"]]
+    key = ".".join(loc) or "config"
+    if error["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(loc[-1], _fields_at(loc[:-1]), n=1, cutoff=0.5)
+        hint = f"; did you mean {'.'.join(loc[:-1] + close)!r}?" if close else ""
+        return f"unknown config key {key!r}{hint}"
+    if error["type"] == "missing":
+        return f"config key {key!r} is required"
+    return f"{key}: {error['msg']} (got {error.get('input')!r})"
+
+
+def validate_config(data, source="config"):
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        errors = err.errors()
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(f"{source}: {_describe(errors[0])}{more}") from None
+
+
+def load_config(target, overrides=(), override_files=()):
+    """Resolve a competition folder, a competition YAML or a run folder into a `Config`.
+
+    Args:
+        target: a competition folder (holding competition.yaml), a YAML file, or
+            a run folder (holding the config.yaml a run saved).
+        overrides: `key.sub=value` strings, applied last.
+        override_files: YAML files of partial configs (e.g. a tuned best.yaml),
+            merged in order before `overrides`.
+    """
+    path = Path(target)
+    if path.is_dir():
+        candidates = [path / CONFIG_FILE, path / RUN_CONFIG_FILE]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise ConfigError(f"{path} has no {CONFIG_FILE} (is it a competition folder?)")
+        path = found
+    elif not path.exists():
+        raise ConfigError(f"no competition folder or config file at {target}")
+    data = _read_yaml(path)
+    for extra in override_files:
+        _merge(data, _read_yaml(extra))
+    for text in overrides:
+        keys, value = parse_override(text)
+        _set_nested(data, keys, value, text)
+    competition = data.setdefault("competition", {})
+    if isinstance(competition, dict) and not competition.get("dir"):
+        competition["dir"] = str(path.parent.resolve())
+    return validate_config(data, source=path.name)

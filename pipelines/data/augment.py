@@ -1,0 +1,27 @@
+"""Random augmentation from the config, as Keras preprocessing layers.
+
+The layers run inside the tf.data map, on batches, never inside the model, so a
+saved model stays free of training-only layers.
+"""
+
+import keras
+
+
+def build_augmenter(augment, seed):
+    """A `keras.Sequential` of the augmentations `augment` turns on, or None."""
+    layers = []
+    if augment.flip != "none":
+        layers.append(keras.layers.RandomFlip(augment.flip, seed=seed))
+    if augment.rotation:
+        layers.append(keras.layers.RandomRotation(augment.rotation, fill_mode="constant", seed=seed))
+    if augment.zoom:
+        layers.append(keras.layers.RandomZoom(augment.zoom, fill_mode="constant", seed=seed))
+    if augment.translation:
+        layers.append(
+            keras.layers.RandomTranslation(
+                augment.translation, augment.translation, fill_mode="constant", seed=seed
+            )
+        )
+    if augment.contrast:
+        layers.append(keras.layers.RandomContrast(augment.contrast, value_range=(0, 255), seed=seed))
+    return keras.Sequential(layers, name="augment") if layers else None

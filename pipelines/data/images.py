@@ -1,0 +1,116 @@
+"""The image pipeline: decode in parallel → resize → cache → shuffle → batch → augment.
+
+Decoding happens once. The decoded images are cached (memory or disk) and a
+first pass over the cache records which rows decoded, so a corrupt file is
+named instead of failing somewhere inside an epoch; the same pass fills the
+cache, so it costs no extra decoding. Random augmentation runs after the cache,
+on batches, with Keras preprocessing layers.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+@dataclass
+class ImageSet:
+    """Decoded images of one split and which of its rows they are."""
+
+    dataset: tf.data.Dataset  # (image uint8 (H, W, C), row index)
+    rows: np.ndarray  # indices into the source of the rows that decoded
+    skipped: list = field(default_factory=list)  # files that could not be decoded
+
+    def __len__(self):
+        return len(self.rows)
+
+
+def _decode_file(path, image_size, channels):
+    image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+    image.set_shape([None, None, channels])
+    return _resize(image, image_size)
+
+
+def _resize(image, image_size):
+    image = tf.image.resize(image, image_size, antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def _match_channels(image, channels):
+    if image.shape[-1] == channels:
+        return image
+    if channels == 3:
+        return tf.image.grayscale_to_rgb(image)
+    return tf.cast(tf.round(tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))), tf.uint8)
+
+
+def _cache(dataset, cache, cache_path):
+    if cache == "none":
+        return dataset
+    if cache == "disk":
+        cache_path = Path(cache_path)
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in cache_path.parent.glob(f"{cache_path.name}*.lockfile"):
+            stale.unlink()  # left by a killed run; the cache itself is rewritten
+        return dataset.cache(str(cache_path))
+    return dataset.cache()
+
+
+def decoded_images(source, image_size, channels, cache="memory", cache_path=None):
+    """Decode every image of `source` once and report the files that failed.
+
+    Returns an `ImageSet` whose dataset yields `(uint8 image, row index)`.
+    """
+    rows = np.arange(len(source), dtype=np.int64)
+    image_size = tuple(image_size)
+    if source.pixels is not None:
+        dataset = tf.data.Dataset.from_tensor_slices((source.pixels, rows))
+        dataset = dataset.map(
+            lambda image, i: (_match_channels(_resize(image, image_size), channels), i),
+            num_parallel_calls=AUTOTUNE,
+        )
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices((source.paths, rows))
+        dataset = dataset.map(
+            lambda path, i: (_decode_file(path, image_size, channels), i),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=True,
+        ).ignore_errors()
+    dataset = _cache(dataset, cache, cache_path)
+    decoded = np.fromiter(dataset.map(lambda _, i: i).as_numpy_iterator(), dtype=np.int64)
+    skipped = sorted(set(rows) - set(decoded))
+    skipped_files = [source.paths[i] for i in skipped] if source.paths else []
+    return ImageSet(dataset, decoded, skipped_files)
+
+
+def batched(image_set, labels=None, *, batch_size, shuffle=False, augment=None, seed=0):
+    """Batches of float32 raw pixels (and labels) ready for `fit` or `predict`.
+
+    Args:
+        image_set: an `ImageSet`.
+        labels: integer labels indexed by source row, or None for test data.
+        shuffle: reshuffle every epoch (training).
+        augment: a Keras preprocessing model applied to each batch, or None.
+    """
+    dataset = image_set.dataset
+    if labels is not None:
+        table = tf.constant(np.asarray(labels))
+        dataset = dataset.map(lambda image, i: (image, tf.gather(table, i)))
+    else:
+        dataset = dataset.map(lambda image, i: image)
+    if shuffle:
+        dataset = dataset.shuffle(len(image_set), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+
+    def to_float(images):
+        images = tf.cast(images, tf.float32)
+        return augment(images, training=True) if augment is not None else images
+
+    if labels is not None:
+        dataset = dataset.map(lambda x, y: (to_float(x), y), num_parallel_calls=AUTOTUNE)
+    else:
+        dataset = dataset.map(to_float, num_parallel_calls=AUTOTUNE)
+    return dataset.prefetch(AUTOTUNE)

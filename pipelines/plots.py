@@ -1,0 +1,78 @@
+"""Plots a run leaves behind. Matplotlib with the Agg backend: no screen needed."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from pipelines.runs import atomic_write  # noqa: E402
+
+
+def _save(fig, path):
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))
+    plt.close(fig)
+
+
+def plot_curves(history_csv, path):
+    """Loss and every other metric per epoch, training next to validation."""
+    history = pd.read_csv(history_csv)
+    metrics = [c for c in history.columns if c not in ("epoch", "learning_rate")]
+    names = [m for m in metrics if not m.startswith("val_")]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.4), squeeze=False)
+    epochs = history["epoch"] + 1
+    for ax, name in zip(axes[0], names, strict=True):
+        ax.plot(epochs, history[name], label="train", marker=".")
+        if f"val_{name}" in history:
+            ax.plot(epochs, history[f"val_{name}"], label="validation", marker=".")
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    _save(fig, path)
+
+
+def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix (validation)"):
+    """Row-normalised confusion matrix with counts written in each cell."""
+    matrix = np.asarray(matrix)
+    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    size = max(4.0, 0.5 * len(class_names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ticks = np.arange(len(class_names))
+    ax.set_xticks(ticks, [str(c) for c in class_names], rotation=45 if len(ticks) > 10 else 0)
+    ax.set_yticks(ticks, [str(c) for c in class_names])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    if len(class_names) <= 30:
+        for (row, col), count in np.ndenumerate(matrix):
+            colour = "white" if rates[row, col] > 0.5 else "black"
+            ax.text(col, row, str(count), ha="center", va="center", color=colour, fontsize=8)
+    _save(fig, path)
+
+
+def plot_image_grid(images, captions, path, title, columns=8):
+    """A grid of uint8 images with a caption under each (e.g. misclassified ones)."""
+    count = len(images)
+    if count == 0:
+        fig, ax = plt.subplots(figsize=(4, 1.5))
+        ax.text(0.5, 0.5, "nothing to show", ha="center", va="center")
+        ax.axis("off")
+        ax.set_title(title)
+        _save(fig, path)
+        return
+    columns = min(columns, count)
+    rows = int(np.ceil(count / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, caption in zip(axes.flat, images, captions, strict=False):
+        image = np.asarray(image)
+        gray = image.shape[-1] == 1
+        ax.imshow(image[..., 0] if gray else image, cmap="gray" if gray else None)
+        ax.set_title(caption, fontsize=8)
+    fig.suptitle(title)
+    _save(fig, path)

@@ -1,0 +1,61 @@
+"""Task-neutral prediction: a run's best model → a validated `submission.csv`."""
+
+from pathlib import Path
+
+import keras
+
+from kapps.errors import ConfigError
+from pipelines.config import load_config
+from pipelines.runs import update_json
+from pipelines.submit import read_sample, write_submission
+from pipelines.submit.validate import validate_submission
+from pipelines.data.sources import read_csv
+from pipelines.tasks import get_task
+from pipelines.train import BEST_MODEL, METRICS_FILE
+
+SUBMISSION_FILE = "submission.csv"
+
+
+def load_run(run_dir):
+    """The config a run saved, with the checks `predict` and `submit` need."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir} is not a run folder (no config.yaml)")
+    return load_config(run_dir / "config.yaml")
+
+
+def predict(run_dir, output=None, log=print):
+    """Predict the test set with the run's best model and write the submission.
+
+    The file is validated against `sample_submission.csv` before it is written,
+    and written atomically. With an answer key (`data.answers`), the submission
+    is also scored and the score stored in metrics.json under "test".
+    """
+    run_dir = Path(run_dir)
+    cfg = load_run(run_dir)
+    if not (run_dir / BEST_MODEL).is_file():
+        raise ConfigError(f"{run_dir} has no {BEST_MODEL}; train it first")
+    task = get_task(cfg)
+    dataset, ids = task.test_data(run_dir)
+    model = keras.saving.load_model(run_dir / BEST_MODEL)
+    predictions = task.predict(model, dataset)
+    sample = read_sample(cfg.data_path(cfg.data.sample_submission))
+    frame = task.submission_frame(ids, predictions, sample)
+    path = write_submission(frame, sample, Path(output) if output else run_dir / SUBMISSION_FILE)
+    log(f"wrote {path} ({len(frame)} rows, validated against {cfg.data.sample_submission})")
+    result = {"submission": str(path)}
+    if cfg.data.answers:
+        answers = read_csv(cfg.data_path(cfg.data.answers), "answer key")
+        result["test"] = task.score(frame, answers)
+        update_json(run_dir / METRICS_FILE, test=result["test"])
+    return result
+
+
+def check_submission(run_dir, file=None):
+    """Validate a run's submission (or another file) against the sample; return its row count."""
+    run_dir = Path(run_dir)
+    cfg = load_run(run_dir)
+    path = Path(file) if file else run_dir / SUBMISSION_FILE
+    frame = read_csv(path, "submission")
+    validate_submission(frame, read_sample(cfg.data_path(cfg.data.sample_submission)), path.name)
+    return len(frame)

@@ -1,0 +1,87 @@
+"""`kapps prepare`: lay out a competition's files in its data folder.
+
+A competition whose data ships with Kaggle (`competition.kaggle`) is downloaded
+with the Kaggle CLI unless its `sample_submission.csv` is already there; then
+the competition's own optional `prepare.py` (a function `prepare(data_dir)`)
+lays out or generates what the config reads.
+"""
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+from kapps.errors import DataError, KappsError
+
+PREPARE_SCRIPT = "prepare.py"
+
+
+def _kaggle_configured():
+    home = Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle"))
+    has_env = os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY")
+    token_files = ("kaggle.json", "access_token")
+    return bool(has_env or os.environ.get("KAGGLE_API_TOKEN")) or any(
+        (home / name).is_file() for name in token_files
+    )
+
+
+def _unzip_all(folder):
+    """Extract every zip in `folder`, and the zips those contain (Kaggle nests them)."""
+    while archives := sorted(folder.rglob("*.zip")):
+        for archive in archives:
+            try:
+                with zipfile.ZipFile(archive) as zipped:
+                    zipped.extractall(archive.parent)
+            except zipfile.BadZipFile:
+                raise DataError(f"downloaded archive is corrupt: {archive}") from None
+            archive.unlink()
+
+
+def download(slug, data_dir, log=print):
+    """Download and unzip a Kaggle competition's files with the Kaggle CLI."""
+    url = f"https://www.kaggle.com/competitions/{slug}/data"
+    if shutil.which("kaggle") is None or not _kaggle_configured():
+        raise KappsError(
+            f"{slug} data is missing from {data_dir}: install and configure the Kaggle CLI "
+            f"(pip install kaggle; API token in ~/.kaggle/kaggle.json), or download it from "
+            f"{url} and unzip it there"
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log(f"downloading {slug} with the Kaggle CLI into {data_dir}")
+    done = subprocess.run(
+        ["kaggle", "competitions", "download", "-c", slug, "-p", str(data_dir)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
+        raise KappsError(
+            f"the Kaggle CLI could not download {slug} ({lines[-1]}); have you accepted "
+            f"the rules at https://www.kaggle.com/competitions/{slug}/rules ?"
+        )
+    _unzip_all(data_dir)
+
+
+def run_prepare_script(script, data_dir):
+    spec = importlib.util.spec_from_file_location(f"kapps_prepare_{script.parent.name}", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.prepare(Path(data_dir))
+
+
+def prepare(cfg, log=print):
+    """Make `cfg.data_dir` hold everything the config reads."""
+    data_dir = cfg.data_dir
+    has_sample = cfg.data_path(cfg.data.sample_submission).is_file()
+    if cfg.competition.kaggle and not has_sample:
+        download(cfg.competition.kaggle, data_dir, log)
+    script = cfg.competition_dir / PREPARE_SCRIPT
+    if script.is_file():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        run_prepare_script(script, data_dir)
+    if not cfg.data_path(cfg.data.sample_submission).is_file():
+        raise DataError(f"{cfg.data_path(cfg.data.sample_submission)} is missing after prepare")
+    log(f"data ready in {data_dir}")
+    return data_dir

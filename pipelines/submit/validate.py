@@ -1,0 +1,80 @@
+"""Hold a submission against `sample_submission.csv` before it is written.
+
+Checks, in order: header, row count, the id set, the id order, the value types,
+and missing values. The first failure raises `SubmissionError` with one line.
+"""
+
+from pathlib import Path
+
+import pandas as pd
+
+from kapps.errors import SubmissionError
+from pipelines.runs import atomic_write
+
+
+def read_sample(path):
+    path = Path(path)
+    if not path.is_file():
+        raise SubmissionError(f"sample submission not found: {path}")
+    return pd.read_csv(path)
+
+
+def _examples(values, n=3):
+    values = list(values)
+    shown = ", ".join(repr(v) for v in values[:n])
+    return shown + (f" … ({len(values)} in all)" if len(values) > n else "")
+
+
+def _same_kind(column, sample_column):
+    if pd.api.types.is_numeric_dtype(sample_column.dtype):
+        if not pd.api.types.is_numeric_dtype(column.dtype):
+            return False
+        if pd.api.types.is_integer_dtype(sample_column.dtype):
+            return pd.api.types.is_integer_dtype(column.dtype) or bool(
+                (column.dropna() % 1 == 0).all()
+            )
+    return True
+
+
+def validate_submission(frame, sample, name="submission"):
+    """Raise `SubmissionError` unless `frame` matches `sample` in every respect."""
+    if list(frame.columns) != list(sample.columns):
+        raise SubmissionError(
+            f"{name}: header {list(frame.columns)} differs from the sample's "
+            f"{list(sample.columns)}"
+        )
+    if len(frame) != len(sample):
+        raise SubmissionError(f"{name}: {len(frame)} rows, the sample has {len(sample)}")
+    id_col = sample.columns[0]
+    ours, theirs = frame[id_col].astype(str), sample[id_col].astype(str)
+    missing, extra = set(theirs) - set(ours), set(ours) - set(theirs)
+    if missing:
+        raise SubmissionError(f"{name}: missing ids {_examples(sorted(missing))}")
+    if extra:
+        raise SubmissionError(f"{name}: ids not in the sample {_examples(sorted(extra))}")
+    if ours.duplicated().any():
+        raise SubmissionError(f"{name}: duplicate ids {_examples(ours[ours.duplicated()])}")
+    if not (ours.to_numpy() == theirs.to_numpy()).all():
+        first = int((ours.to_numpy() != theirs.to_numpy()).argmax())
+        raise SubmissionError(
+            f"{name}: ids are not in the sample's order (row {first + 2} has "
+            f"{ours.iloc[first]!r}, the sample {theirs.iloc[first]!r})"
+        )
+    for column in sample.columns[1:]:
+        nan_rows = frame.index[frame[column].isna()]
+        if len(nan_rows):
+            raise SubmissionError(
+                f"{name}: column {column!r} has missing values (row {nan_rows[0] + 2})"
+            )
+        if not _same_kind(frame[column], sample[column]):
+            raise SubmissionError(
+                f"{name}: column {column!r} holds {frame[column].dtype} values, the "
+                f"sample {sample[column].dtype}"
+            )
+
+
+def write_submission(frame, sample, path):
+    """Validate, then write atomically: an invalid file is never written."""
+    validate_submission(frame, sample, name=Path(path).name)
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+    return Path(path)

@@ -1,0 +1,52 @@
+"""Writers: predictions → a DataFrame shaped like `sample_submission.csv`."""
+
+import numpy as np
+import pandas as pd
+
+from kapps.errors import SubmissionError
+
+
+def _typed_like(values, sample_column):
+    """Cast predicted labels to the dtype the sample file uses (e.g. ints for digits)."""
+    if pd.api.types.is_integer_dtype(sample_column.dtype):
+        try:
+            return np.asarray(values).astype(np.int64)
+        except (TypeError, ValueError):
+            return np.asarray(values)
+    return np.asarray(values)
+
+
+def label_frame(ids, labels, sample):
+    """`id,label`: one predicted class label per id (Digit Recognizer)."""
+    if len(sample.columns) != 2:
+        raise SubmissionError(
+            f"a label submission has 2 columns, the sample has {list(sample.columns)}"
+        )
+    id_col, target = sample.columns
+    return pd.DataFrame({id_col: ids, target: _typed_like(labels, sample[target])})
+
+
+def probability_frame(ids, probabilities, classes, sample, positive_class=None, clip=0.0):
+    """Probabilities: `id,p` for P(positive_class), or `id,<class1>,<class2>,...`.
+
+    Args:
+        probabilities: (N, num_classes) class probabilities in `classes` order.
+        clip: clip probabilities to [clip, 1 - clip] (log-loss competitions).
+    """
+    probabilities = np.clip(probabilities, clip, 1.0 - clip)
+    id_col, *targets = sample.columns
+    frame = pd.DataFrame({id_col: ids})
+    names = [str(c) for c in classes]
+    if len(targets) == 1:
+        if positive_class is None:
+            raise SubmissionError("one probability column needs submission.positive_class")
+        if str(positive_class) not in names:
+            raise SubmissionError(f"submission.positive_class {positive_class!r} not in {names}")
+        frame[targets[0]] = probabilities[:, names.index(str(positive_class))]
+        return frame
+    unknown = [t for t in targets if str(t) not in names]
+    if unknown:
+        raise SubmissionError(f"sample submission columns {unknown} are not classes {names}")
+    for target in targets:
+        frame[target] = probabilities[:, names.index(str(target))]
+    return frame

@@ -1,0 +1,14 @@
+"""One `Task` per family binds what differs; train/predict/submit stay task-neutral."""
+
+from pipelines.tasks.base import Task, TrainingData
+from pipelines.tasks.classification import ClassificationTask
+
+TASKS = {task.name: task for task in (ClassificationTask,)}
+
+
+def get_task(cfg):
+    """The `Task` instance for `cfg.competition.task`."""
+    return TASKS[cfg.competition.task](cfg)
+
+
+__all__ = ["TASKS", "Task", "TrainingData", "get_task"]

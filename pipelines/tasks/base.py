@@ -1,0 +1,79 @@
+"""The hooks a task family implements. The engine calls only these."""
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import keras
+
+from kapps.errors import ConfigError
+from kapps.registry import create_model, get_entry
+
+
+@dataclass
+class TrainingData:
+    """What `fit` needs, plus what the task wants to report about the data."""
+
+    train: Any  # tf.data.Dataset of (inputs, targets) batches
+    val: Any  # the same, without augmentation or shuffling
+    train_size: int
+    val_size: int
+    skipped: list = field(default_factory=list)  # training files that failed to decode
+
+
+class Task:
+    """A task family. Subclasses fill in every method that raises here.
+
+    Life of a run: `training_data` → `build_model` → `compile_args` → fit by the
+    engine → `evaluate` (validation metrics and plots) → `test_data` →
+    `predict` → `submission_frame` → `score` against an answer key.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    # Data ------------------------------------------------------------------
+    def training_data(self, run_dir) -> TrainingData:
+        raise NotImplementedError
+
+    def test_data(self, run_dir):
+        """`(dataset, ids)`; a test file that cannot be read raises `DataError`."""
+        raise NotImplementedError
+
+    # Model -----------------------------------------------------------------
+    def model_kwargs(self) -> dict:
+        """Arguments the task passes to the builder (input shape, classes…)."""
+        raise NotImplementedError
+
+    def build_model(self):
+        entry = get_entry(self.cfg.model.name)
+        if entry.task != self.name:
+            raise ConfigError(
+                f"model {entry.name!r} is a {entry.task} model; this is a {self.name} "
+                "competition (see `kapps models`)"
+            )
+        return create_model(entry.name, **{**self.model_kwargs(), **self.cfg.model.args})
+
+    def compile_args(self) -> dict:
+        """`loss` and `metrics` for `model.compile`."""
+        raise NotImplementedError
+
+    def monitor(self):
+        """`(metric, mode)` that chooses the best epoch, e.g. `("val_loss", "min")`."""
+        raise NotImplementedError
+
+    # After training ----------------------------------------------------------
+    def evaluate(self, model: keras.Model, data: TrainingData, run_dir) -> dict:
+        """Validation metrics for metrics.json, and the task's own plots."""
+        raise NotImplementedError
+
+    def predict(self, model, dataset):
+        raise NotImplementedError
+
+    def submission_frame(self, ids, predictions, sample):
+        raise NotImplementedError
+
+    def score(self, frame, answers) -> dict:
+        """Local score of a submission frame against an answer key of the same shape."""
+        raise NotImplementedError

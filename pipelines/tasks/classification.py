@@ -1,0 +1,200 @@
+"""Image classification: labels or class probabilities per image."""
+
+import keras
+import numpy as np
+from sklearn.metrics import confusion_matrix, log_loss
+from sklearn.model_selection import train_test_split
+
+from kapps.errors import DataError, SubmissionError
+from pipelines.data import batched, decoded_images, read_test_source, read_train_source
+from pipelines.data.augment import build_augmenter
+from pipelines.plots import plot_confusion_matrix, plot_image_grid
+from pipelines.submit import label_frame, probability_frame
+from pipelines.tasks.base import Task, TrainingData
+
+MAX_GRID_IMAGES = 32
+
+
+def _softmax(logits):
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+class ClassificationTask(Task):
+    name = "classification"
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self._val_images = None
+        self._val_labels = None
+
+    # Data ------------------------------------------------------------------
+    def _class_indices(self, labels, train_path):
+        data = self.cfg.data
+        if data.classes is None:
+            data.classes = sorted(np.unique(labels).tolist())
+        lookup = {str(c): i for i, c in enumerate(data.classes)}
+        indices = np.array([lookup.get(str(label), -1) for label in labels])
+        if (indices < 0).any():
+            row = int(np.argmax(indices < 0))
+            raise DataError(
+                f"{train_path}: row {row + 2} has label {labels[row]!r}, not one of "
+                f"data.classes {data.classes}"
+            )
+        return indices
+
+    def _split(self, labels):
+        rows = np.arange(len(labels))
+        _, counts = np.unique(labels, return_counts=True)
+        stratify = labels if counts.min() >= 2 else None
+        return train_test_split(
+            rows,
+            test_size=self.cfg.data.val_fraction,
+            stratify=stratify,
+            random_state=self.cfg.train.seed,
+        )
+
+    def _images(self, source, run_dir, split):
+        data = self.cfg.data
+        return decoded_images(
+            source,
+            data.image_size,
+            data.channels,
+            cache=data.cache,
+            cache_path=run_dir / "cache" / split,
+        )
+
+    def training_data(self, run_dir):
+        cfg = self.cfg
+        source = read_train_source(cfg)
+        labels = self._class_indices(source.labels, cfg.data_path(cfg.data.train))
+        onehot = keras.utils.to_categorical(labels, len(cfg.data.classes)).astype("float32")
+        train_rows, val_rows = self._split(labels)
+        train_set = self._images(source.subset(train_rows), run_dir, "train")
+        val_set = self._images(source.subset(val_rows), run_dir, "val")
+        if len(train_set) == 0:
+            raise DataError(f"no training image could be decoded from {cfg.data_path(cfg.data.train)}")
+        self._val_images, self._val_labels = val_set, labels[val_rows]
+        bs, seed = cfg.train.batch_size, cfg.train.seed
+        return TrainingData(
+            train=batched(
+                train_set,
+                onehot[train_rows],
+                batch_size=bs,
+                shuffle=True,
+                augment=build_augmenter(cfg.augment, seed),
+                seed=seed,
+            ),
+            val=batched(val_set, onehot[val_rows], batch_size=bs),
+            train_size=len(train_set),
+            val_size=len(val_set),
+            skipped=train_set.skipped + val_set.skipped,
+        )
+
+    def test_data(self, run_dir):
+        source = read_test_source(self.cfg)
+        images = self._images(source, run_dir, "test")
+        if images.skipped:
+            more = f" and {len(images.skipped) - 1} more" if len(images.skipped) > 1 else ""
+            raise DataError(
+                f"test image cannot be decoded: {images.skipped[0]}{more}; prediction stopped"
+            )
+        return batched(images, batch_size=self.cfg.train.batch_size), source.ids
+
+    # Model -----------------------------------------------------------------
+    def model_kwargs(self):
+        data = self.cfg.data
+        return {
+            "input_shape": (*data.image_size, data.channels),
+            "num_classes": len(data.classes),
+        }
+
+    def compile_args(self):
+        return {
+            "loss": keras.losses.CategoricalCrossentropy(
+                from_logits=True, label_smoothing=self.cfg.train.label_smoothing
+            ),
+            "metrics": [keras.metrics.CategoricalAccuracy(name="accuracy")],
+        }
+
+    def metric(self):
+        sub = self.cfg.submission
+        return sub.metric or ("log_loss" if sub.kind == "probability" else "accuracy")
+
+    def monitor(self):
+        if self.cfg.train.monitor:
+            name = self.cfg.train.monitor
+            return name, "min" if name.endswith("loss") else "max"
+        # Validation loss, not accuracy: on small validation sets accuracy
+        # saturates and ties, and the first perfect epoch is rarely the best.
+        return "val_loss", "min"
+
+    # After training ----------------------------------------------------------
+    def predict(self, model, dataset):
+        return _softmax(np.asarray(model.predict(dataset, verbose=0), dtype=np.float64))
+
+    def evaluate(self, model, data, run_dir):
+        classes = self.cfg.data.classes
+        probs = self.predict(model, data.val)
+        predicted, truth = probs.argmax(axis=1), self._val_labels[self._val_images.rows]
+        matrix = confusion_matrix(truth, predicted, labels=np.arange(len(classes)))
+        plot_confusion_matrix(matrix, classes, run_dir / "confusion_matrix.png")
+        self._plot_mistakes(probs, truth, run_dir / "misclassified.png")
+        per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
+        return {
+            "accuracy": float((predicted == truth).mean()),
+            "log_loss": float(log_loss(truth, probs, labels=np.arange(len(classes)))),
+            "per_class_accuracy": {str(c): float(a) for c, a in zip(classes, per_class, strict=True)},
+        }
+
+    def _plot_mistakes(self, probs, truth, path):
+        classes = self.cfg.data.classes
+        predicted = probs.argmax(axis=1)
+        wrong = np.flatnonzero(predicted != truth)
+        wrong = wrong[np.argsort(-probs[wrong, predicted[wrong]])][:MAX_GRID_IMAGES]
+        wanted = set(wrong.tolist())
+        images = {}
+        for position, (image, _) in enumerate(self._val_images.dataset.as_numpy_iterator()):
+            if position in wanted:
+                images[position] = image
+        captions = [
+            f"true {classes[truth[i]]}\npred {classes[predicted[i]]} ({probs[i, predicted[i]]:.2f})"
+            for i in wrong
+        ]
+        title = f"Misclassified validation images: {len(np.flatnonzero(predicted != truth))}"
+        plot_image_grid([images[i] for i in wrong], captions, path, title)
+
+    def submission_frame(self, ids, predictions, sample):
+        cfg = self.cfg
+        if cfg.submission.kind == "label":
+            labels = np.asarray(cfg.data.classes, dtype=object)[predictions.argmax(axis=1)]
+            return label_frame(ids, labels, sample)
+        return probability_frame(
+            ids,
+            predictions,
+            cfg.data.classes,
+            sample,
+            positive_class=cfg.submission.positive_class,
+            clip=cfg.submission.clip,
+        )
+
+    def score(self, frame, answers):
+        id_col, *targets = answers.columns
+        if list(frame.columns) != list(answers.columns):
+            raise SubmissionError(f"answer key header {list(answers.columns)} differs from the submission's")
+        merged = answers.merge(frame, on=id_col, suffixes=("_true", "_pred"))
+        if len(merged) != len(answers):
+            raise SubmissionError("the answer key and the submission hold different ids")
+        metric = self.metric()
+        if metric == "accuracy":
+            hits = [merged[f"{t}_true"].astype(str) == merged[f"{t}_pred"].astype(str) for t in targets]
+            return {"accuracy": float(np.mean(hits))}
+        truth = np.stack([merged[f"{t}_true"] for t in targets], axis=1).astype(float)
+        probs = np.stack([merged[f"{t}_pred"] for t in targets], axis=1).astype(float)
+        if len(targets) == 1:
+            truth, probs = np.hstack([1 - truth, truth]), np.hstack([1 - probs, probs])
+        return {"log_loss": float(log_loss(truth.argmax(axis=1), probs, labels=np.arange(truth.shape[1])))}
+
+
+__all__ = ["ClassificationTask"]
