@@ -68,7 +68,10 @@ def run_prepare_script(script, data_dir):
     spec = importlib.util.spec_from_file_location(f"kapps_prepare_{script.parent.name}", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.prepare(Path(data_dir))
+    try:
+        module.prepare(Path(data_dir))
+    except (OSError, ValueError) as err:
+        raise DataError(f"{script}: {err}") from None
 
 
 def prepare(cfg, log=print):

@@ -166,6 +166,7 @@ def _fit(cfg, task, data, run_dir, monitor, mode, log):
         validation_data=data.val,
         epochs=cfg.train.epochs,
         callbacks=_callbacks(cfg, run_dir, monitor, mode, best_so_far),
+        shuffle=False,  # the tf.data pipeline shuffles
         verbose=2,
     )
     seconds = state.get("train_seconds", 0.0) + time.perf_counter() - start

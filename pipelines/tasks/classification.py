@@ -140,7 +140,7 @@ class ClassificationTask(Task):
         predicted, truth = probs.argmax(axis=1), self._val_labels[self._val_images.rows]
         matrix = confusion_matrix(truth, predicted, labels=np.arange(len(classes)))
         plot_confusion_matrix(matrix, classes, run_dir / "confusion_matrix.png")
-        self._plot_mistakes(probs, truth, run_dir / "misclassified.png")
+        self._plot_mistakes(probs, truth, run_dir / "hardest.png")
         per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
         return {
             "accuracy": float((predicted == truth).mean()),
@@ -149,21 +149,29 @@ class ClassificationTask(Task):
         }
 
     def _plot_mistakes(self, probs, truth, path):
+        """The validation images the model finds hardest, mistakes first.
+
+        Sorted by the probability given to the true class, so the grid shows
+        the mistakes and then the near misses even when nothing is wrong.
+        """
         classes = self.cfg.data.classes
         predicted = probs.argmax(axis=1)
-        wrong = np.flatnonzero(predicted != truth)
-        wrong = wrong[np.argsort(-probs[wrong, predicted[wrong]])][:MAX_GRID_IMAGES]
-        wanted = set(wrong.tolist())
-        images = {}
-        for position, (image, _) in enumerate(self._val_images.dataset.as_numpy_iterator()):
-            if position in wanted:
-                images[position] = image
+        true_prob = probs[np.arange(len(truth)), truth]
+        hardest = np.argsort(true_prob, kind="stable")[:MAX_GRID_IMAGES]
+        wanted = set(hardest.tolist())
+        images = {
+            position: image
+            for position, (image, _) in enumerate(self._val_images.dataset.as_numpy_iterator())
+            if position in wanted
+        }
         captions = [
-            f"true {classes[truth[i]]}\npred {classes[predicted[i]]} ({probs[i, predicted[i]]:.2f})"
-            for i in wrong
+            f"{'✗' if predicted[i] != truth[i] else '✓'} true {classes[truth[i]]}\n"
+            f"pred {classes[predicted[i]]} ({probs[i, predicted[i]]:.2f})"
+            for i in hardest
         ]
-        title = f"Misclassified validation images: {len(np.flatnonzero(predicted != truth))}"
-        plot_image_grid([images[i] for i in wrong], captions, path, title)
+        wrong = int((predicted != truth).sum())
+        title = f"Hardest validation images ({wrong} of {len(truth)} misclassified)"
+        plot_image_grid([images[i] for i in hardest], captions, path, title)
 
     def submission_frame(self, ids, predictions, sample):
         cfg = self.cfg

@@ -1,0 +1,170 @@
+"""The `kapps` command line: models | prepare | train | predict | submit | run.
+
+A user-caused failure (bad config, missing or corrupt file, invalid
+submission) prints one line and exits with status 2; anything else is a bug
+and keeps its traceback.
+"""
+
+import functools
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kapps.errors import KappsError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Keras 3 classics and Kaggle-style competition pipelines.",
+)
+console = Console()
+errors = Console(stderr=True)
+
+Competition = Annotated[Path, typer.Argument(help="competition folder, e.g. competitions/digits")]
+Overrides = Annotated[
+    list[str] | None, typer.Argument(help="key.sub=value overrides, e.g. train.epochs=5")
+]
+OverrideFiles = Annotated[
+    list[Path] | None,
+    typer.Option("--override", help="YAML file of overrides (e.g. a tuned best.yaml)"),
+]
+RunDir = Annotated[Path, typer.Argument(help="run folder, e.g. runs/digits/lenet5-1a2b3c4d")]
+
+
+def user_errors(command):
+    """Turn a `KappsError` into one red line and exit status 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except KappsError as err:
+            errors.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def _config(competition, overrides, override_files):
+    from pipelines.config import load_config
+
+    return load_config(competition, overrides or (), override_files or ())
+
+
+def _log(message):
+    console.print(message, highlight=False)
+
+
+def summary_table(metrics, title):
+    """The results table printed at the end of a run."""
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("")
+    table.add_column("value", overflow="fold")
+    rows = [
+        ("run folder", metrics.get("run_dir")),
+        ("model", f"{metrics.get('model')} ({metrics.get('params', 0):,} parameters)"),
+        ("images", f"{metrics.get('train_images')} train / {metrics.get('val_images')} validation"),
+        ("epochs", f"{metrics.get('epochs_run')} (best: {metrics.get('best_epoch')})"),
+        ("train time", f"{metrics.get('train_seconds')} s"),
+    ]
+    rows += [(f"validation {k}", f"{v:.4f}") for k, v in _scalars(metrics.get("validation"))]
+    rows += [(f"test {k}", f"{v:.4f}") for k, v in _scalars(metrics.get("test"))]
+    if metrics.get("submission"):
+        rows.append(("submission", metrics["submission"]))
+    if metrics.get("skipped_files"):
+        rows.append(("skipped files", "\n".join(metrics["skipped_files"])))
+    for name, value in rows:
+        table.add_row(name, str(value))
+    return table
+
+
+def _scalars(section):
+    return [(k, v) for k, v in (section or {}).items() if isinstance(v, int | float)]
+
+
+@app.command()
+@user_errors
+def models(task: Annotated[str | None, typer.Option(help="only this task family")] = None):
+    """List the registered model names."""
+    import kapps
+
+    table = Table("name", "task", "builder")
+    for name in kapps.list_models(task):
+        entry = kapps.get_entry(name)
+        table.add_row(name, entry.task, f"{entry.builder.__module__}.{entry.builder.__name__}")
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def prepare(
+    competition: Competition, overrides: Overrides = None, override: OverrideFiles = None
+):
+    """Download (Kaggle CLI) or generate a competition's data into its data folder."""
+    from pipelines.prepare import prepare as prepare_data
+
+    prepare_data(_config(competition, overrides, override), log=_log)
+
+
+@app.command()
+@user_errors
+def train(competition: Competition, overrides: Overrides = None, override: OverrideFiles = None):
+    """Train into runs/<competition>/<run>; re-running resumes an interrupted run."""
+    from pipelines.train import train as train_run
+
+    metrics = train_run(_config(competition, overrides, override), log=_log)
+    console.print(summary_table(metrics, "training"))
+
+
+@app.command()
+@user_errors
+def predict(
+    run_dir: RunDir,
+    out: Annotated[Path | None, typer.Option(help="write here instead of the run folder")] = None,
+):
+    """Predict the test set with a run's best model and write a validated submission."""
+    from pipelines.predict import predict as predict_run
+
+    result = predict_run(run_dir, output=out, log=_log)
+    for name, value in _scalars(result.get("test")):
+        _log(f"test {name}: {value:.4f}")
+
+
+@app.command()
+@user_errors
+def submit(
+    run_dir: RunDir,
+    file: Annotated[Path | None, typer.Option(help="CSV to check instead of the run's")] = None,
+):
+    """Validate a run's submission.csv against the competition's sample_submission.csv."""
+    from pipelines.predict import check_submission
+
+    rows = check_submission(run_dir, file)
+    _log(f"[green]valid:[/] {file or Path(run_dir) / 'submission.csv'} ({rows} rows)")
+
+
+@app.command()
+@user_errors
+def run(competition: Competition, overrides: Overrides = None, override: OverrideFiles = None):
+    """Prepare, train, predict, score and write the submission: the whole competition."""
+    from pipelines.predict import predict as predict_run
+    from pipelines.prepare import prepare as prepare_data
+    from pipelines.train import train as train_run
+
+    start = time.perf_counter()
+    cfg = _config(competition, overrides, override)
+    prepare_data(cfg, log=_log)
+    metrics = train_run(cfg, log=_log)
+    metrics.update(predict_run(metrics["run_dir"], log=_log))
+    title = f"{cfg.competition.name}: finished in {time.perf_counter() - start:.0f} s"
+    console.print(summary_table(metrics, title))
+
+
+if __name__ == "__main__":
+    app()

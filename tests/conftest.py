@@ -1,0 +1,64 @@
+"""Shared fixtures: competitions copied into a temporary folder, tiny overrides."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+REPO = Path(__file__).resolve().parents[1]
+# A few epochs of the real pipeline: enough to beat chance by far, fast on 2 cores.
+FAST = ["train.epochs=3", "train.patience=0", "train.warmup_epochs=0"]
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """Run from an empty folder, as a user would; runs/ lands here."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def competition(workdir):
+    """Copy a shipped competition folder (without its data) into the work folder."""
+
+    def copy(slug):
+        target = workdir / "competitions" / slug
+        shutil.copytree(REPO / "competitions" / slug, target, ignore=shutil.ignore_patterns("data"))
+        return target
+
+    return copy
+
+
+@pytest.fixture
+def cli():
+    """Invoke `kapps ...` in-process; returns the click Result."""
+    from pipelines.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(app, [str(a) for a in args])
+
+    return invoke
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """One finished short digits run, shared by the tests that only read it."""
+    from pipelines.config import load_config
+    from pipelines.predict import predict
+    from pipelines.prepare import prepare
+    from pipelines.train import train
+
+    root = tmp_path_factory.mktemp("digits")
+    comp = root / "competitions" / "digits"
+    shutil.copytree(REPO / "competitions" / "digits", comp, ignore=shutil.ignore_patterns("data"))
+    cfg = load_config(comp, [*FAST, f"run.dir={root / 'runs'}"])
+    prepare(cfg, log=lambda _: None)
+    metrics = train(cfg, log=lambda _: None)
+    metrics.update(predict(metrics["run_dir"], log=lambda _: None))
+    return Path(metrics["run_dir"]), metrics

@@ -1,0 +1,69 @@
+"""Every registered model, the moment it is registered: shape, no NaN, a train step."""
+
+import keras
+import numpy as np
+import pytest
+
+import kapps
+from kapps.errors import ConfigError, UnknownModelError
+from kapps.registry import register_model
+
+
+@pytest.mark.parametrize("name", kapps.list_models())
+def test_every_model_builds_predicts_and_trains(name):
+    entry = kapps.get_entry(name)
+    model = kapps.create_model(name, **entry.test_kwargs)
+    shape = model.input_shape[1:]
+    images = np.random.default_rng(0).uniform(0, 255, (4, *shape)).astype("float32")
+    outputs = model.predict(images, verbose=0)
+    assert outputs.shape == (4, entry.test_kwargs["num_classes"])
+    assert np.isfinite(outputs).all()
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.01),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    before = [w.copy() for w in model.get_weights()]
+    loss = model.train_on_batch(images, np.arange(4) % outputs.shape[1])
+    assert np.isfinite(loss)
+    assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+
+
+@pytest.mark.parametrize("name", kapps.list_models())
+def test_every_model_round_trips_through_keras_file(name, tmp_path):
+    entry = kapps.get_entry(name)
+    model = kapps.create_model(name, **entry.test_kwargs)
+    images = np.random.default_rng(1).uniform(0, 255, (2, *model.input_shape[1:]))
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(
+        model.predict(images, verbose=0), loaded.predict(images, verbose=0), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_list_models_filters_by_task():
+    assert "lenet5" in kapps.list_models(task="classification")
+    assert kapps.list_models(task="detection") == []
+
+
+def test_unknown_model_names_the_closest():
+    with pytest.raises(UnknownModelError, match="did you mean 'lenet5'"):
+        kapps.create_model("lenet")
+
+
+def test_unexpected_builder_argument_is_a_config_error():
+    with pytest.raises(ConfigError, match="lenet5.*widht"):
+        kapps.create_model("lenet5", widht=3)
+
+
+def test_duplicate_registration_raises():
+    with pytest.raises(ValueError, match="already registered"):
+
+        @register_model("classification")
+        def lenet5():  # noqa: F811  (the duplicate is the point)
+            return None
+
+
+def test_unknown_task_raises():
+    with pytest.raises(ValueError, match="task must be one of"):
+        register_model("clustering")
