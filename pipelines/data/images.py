@@ -81,6 +81,8 @@ def decoded_images(source, image_size, channels, cache="memory", cache_path=None
         ).ignore_errors()
     dataset = _cache(dataset, cache, cache_path)
     decoded = np.fromiter(dataset.map(lambda _, i: i).as_numpy_iterator(), dtype=np.int64)
+    # Skipping leaves the size unknown to tf.data; it is known now.
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(decoded)))
     skipped = sorted(set(rows) - set(decoded))
     skipped_files = [source.paths[i] for i in skipped] if source.paths else []
     return ImageSet(dataset, decoded, skipped_files)

@@ -1,0 +1,88 @@
+"""`kapps run competitions/digits` end to end, at a few epochs."""
+
+import json
+
+import pandas as pd
+import yaml
+
+from pipelines.predict import check_submission
+from tests.conftest import FAST
+
+RUN_FILES = [
+    "config.yaml",
+    "history.csv",
+    "best.keras",
+    "metrics.json",
+    "curves.png",
+    "confusion_matrix.png",
+    "hardest.png",
+    "submission.csv",
+]
+
+
+def test_run_writes_a_valid_submission_and_a_tidy_folder(competition, cli, workdir):
+    comp = competition("digits")
+    result = cli("run", comp, *FAST)
+    assert result.exit_code == 0, result.output
+    run_dir = next((workdir / "runs" / "digits").iterdir())
+    for name in RUN_FILES:
+        assert (run_dir / name).is_file(), name
+    assert "test accuracy" in result.output  # the results table
+
+    data = comp / "data"
+    submission = pd.read_csv(run_dir / "submission.csv")
+    sample = pd.read_csv(data / "sample_submission.csv")
+    assert list(submission.columns) == ["ImageId", "Label"]
+    assert submission["ImageId"].tolist() == sample["ImageId"].tolist()
+    assert check_submission(run_dir) == 360
+
+    solution = pd.read_csv(data / "solution.csv")
+    accuracy = (submission["Label"] == solution["Label"]).mean()
+    assert accuracy > 0.6  # chance is 0.1; three epochs already reach ~0.9
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] == accuracy
+    assert metrics["epochs_run"] == 3
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["train"]["epochs"] == 3
+    assert saved["data"]["classes"] == list(range(10))
+    assert saved["run"]["name"] == run_dir.name
+
+    again = cli("run", comp, *FAST)
+    assert again.exit_code == 0, again.output
+    assert "already finished training" in again.output
+    assert len(list((workdir / "runs" / "digits").iterdir())) == 1
+
+
+def test_prepare_makes_kaggle_layout_with_answer_key(competition, cli):
+    comp = competition("digits")
+    assert cli("prepare", comp).exit_code == 0
+    train = pd.read_csv(comp / "data" / "train.csv")
+    test = pd.read_csv(comp / "data" / "test.csv")
+    assert list(train.columns) == ["label"] + [f"pixel{i}" for i in range(64)]
+    assert (len(train), len(test)) == (1437, 360)
+    assert train["pixel36"].max() == 255
+    # Stratified: every digit keeps its share in the test split.
+    solution = pd.read_csv(comp / "data" / "solution.csv")
+    assert solution["Label"].value_counts().min() >= 34
+
+
+def test_predict_and_submit_verbs(digits_run, cli, tmp_path):
+    run_dir, metrics = digits_run
+    out = tmp_path / "again.csv"
+    result = cli("predict", run_dir, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(out).equals(pd.read_csv(run_dir / "submission.csv"))
+    assert cli("submit", run_dir).exit_code == 0
+
+
+def test_models_verb_lists_the_registry(cli):
+    result = cli("models", "--task", "classification")
+    assert result.exit_code == 0
+    assert "lenet5_paper" in result.output
+
+
+def test_confusion_matrix_counts_the_validation_set(digits_run):
+    _, metrics = digits_run
+    per_class = metrics["validation"]["per_class_accuracy"]
+    assert sorted(per_class) == [str(i) for i in range(10)]
+    assert metrics["val_images"] == 144 and metrics["train_images"] == 1293
