@@ -7,8 +7,8 @@ same function as `create_model("lenet5")` with other defaults.
 
 import difflib
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import keras
 

@@ -103,9 +103,7 @@ def models(task: Annotated[str | None, typer.Option(help="only this task family"
 
 @app.command()
 @user_errors
-def prepare(
-    competition: Competition, overrides: Overrides = None, override: OverrideFiles = None
-):
+def prepare(competition: Competition, overrides: Overrides = None, override: OverrideFiles = None):
     """Download (Kaggle CLI) or generate a competition's data into its data folder."""
     from pipelines.prepare import prepare as prepare_data
 

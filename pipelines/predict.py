@@ -6,10 +6,10 @@ import keras
 
 from kapps.errors import ConfigError
 from pipelines.config import load_config
+from pipelines.data.sources import read_csv
 from pipelines.runs import update_json
 from pipelines.submit import read_sample, write_submission
 from pipelines.submit.validate import validate_submission
-from pipelines.data.sources import read_csv
 from pipelines.tasks import get_task
 from pipelines.train import BEST_MODEL, METRICS_FILE
 

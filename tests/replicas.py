@@ -25,7 +25,9 @@ def digit_recognizer(data_dir, n_train=300, n_test=40):
     test = pixels[n_train : n_train + n_test]
     pd.DataFrame(test, columns=columns).to_csv(data_dir / "test.csv", index=False)
     ids = np.arange(1, n_test + 1)
-    pd.DataFrame({"ImageId": ids, "Label": 0}).to_csv(data_dir / "sample_submission.csv", index=False)
+    pd.DataFrame({"ImageId": ids, "Label": 0}).to_csv(
+        data_dir / "sample_submission.csv", index=False
+    )
     return data_dir
 
 

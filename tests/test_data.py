@@ -16,7 +16,9 @@ def _config(tmp_path, yaml_text, *overrides):
     return load_config(tmp_path, overrides)
 
 
-PIXEL = "competition: {name: t}\ndata: {pixel_shape: [28, 28, 1], channels: 1, image_size: [28, 28]}\n"
+PIXEL = (
+    "competition: {name: t}\ndata: {pixel_shape: [28, 28, 1], channels: 1, image_size: [28, 28]}\n"
+)
 FOLDERS = (
     "competition: {name: t}\ndata: {format: class_folders, train: train, "
     "test: sample_submission.csv, test_images: 'test/{id}.jpg', image_size: [32, 32]}\n"

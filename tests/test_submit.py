@@ -64,4 +64,6 @@ def test_probability_per_class_columns():
     frame = probability_frame(np.array(["a"]), np.array([[0.3, 0.7]]), ["cat", "dog"], sample)
     assert frame.to_dict("list") == {"id": ["a"], "dog": [0.7], "cat": [0.3]}
     with pytest.raises(SubmissionError, match="positive_class"):
-        probability_frame(np.array(["a"]), np.array([[0.3, 0.7]]), ["cat", "dog"], sample[["id", "dog"]])
+        probability_frame(
+            np.array(["a"]), np.array([[0.3, 0.7]]), ["cat", "dog"], sample[["id", "dog"]]
+        )

@@ -5,7 +5,7 @@ section II.B and Fig. 2:
 
 | layer | paper                         | here                                |
 |-------|-------------------------------|-------------------------------------|
-| input | 32×32                         | any size; smaller is zero-padded to 32×32, as the paper centres 28×28 MNIST in a 32×32 field |
+| input | 32×32                         | any size; smaller is zero-padded to 32×32 |
 | C1    | 6 @ 28×28, 5×5 conv           | `c1_conv`                           |
 | S2    | 6 @ 14×14, 2×2 subsampling    | `s2_pool` (average in "paper", max in "modern") |
 | C3    | 16 @ 10×10, 5×5 conv          | `c3_conv`, every S2 map connected   |
@@ -13,6 +13,8 @@ section II.B and Fig. 2:
 | C5    | 120 @ 1×1, 5×5 conv           | `c5_conv`                           |
 | F6    | 84 units                      | `f6_dense`                          |
 | out   | 10 Euclidean RBF units        | `predictions`, a dense layer giving logits |
+
+Smaller inputs are padded as the paper centres 28×28 MNIST in a 32×32 field.
 
 Parameter count at 32×32×1 with 10 classes: 61,706 (the paper reports about
 60,000; the difference is C3's full connectivity, 2,416 weights instead of the

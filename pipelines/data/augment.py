@@ -13,7 +13,9 @@ def build_augmenter(augment, seed):
     if augment.flip != "none":
         layers.append(keras.layers.RandomFlip(augment.flip, seed=seed))
     if augment.rotation:
-        layers.append(keras.layers.RandomRotation(augment.rotation, fill_mode="constant", seed=seed))
+        layers.append(
+            keras.layers.RandomRotation(augment.rotation, fill_mode="constant", seed=seed)
+        )
     if augment.zoom:
         layers.append(keras.layers.RandomZoom(augment.zoom, fill_mode="constant", seed=seed))
     if augment.translation:
@@ -23,5 +25,7 @@ def build_augmenter(augment, seed):
             )
         )
     if augment.contrast:
-        layers.append(keras.layers.RandomContrast(augment.contrast, value_range=(0, 255), seed=seed))
+        layers.append(
+            keras.layers.RandomContrast(augment.contrast, value_range=(0, 255), seed=seed)
+        )
     return keras.Sequential(layers, name="augment") if layers else None

@@ -40,8 +40,7 @@ def validate_submission(frame, sample, name="submission"):
     """Raise `SubmissionError` unless `frame` matches `sample` in every respect."""
     if list(frame.columns) != list(sample.columns):
         raise SubmissionError(
-            f"{name}: header {list(frame.columns)} differs from the sample's "
-            f"{list(sample.columns)}"
+            f"{name}: header {list(frame.columns)} differs from the sample's {list(sample.columns)}"
         )
     if len(frame) != len(sample):
         raise SubmissionError(f"{name}: {len(frame)} rows, the sample has {len(sample)}")

@@ -74,7 +74,9 @@ class ClassificationTask(Task):
         train_set = self._images(source.subset(train_rows), run_dir, "train")
         val_set = self._images(source.subset(val_rows), run_dir, "val")
         if len(train_set) == 0:
-            raise DataError(f"no training image could be decoded from {cfg.data_path(cfg.data.train)}")
+            raise DataError(
+                f"no training image could be decoded from {cfg.data_path(cfg.data.train)}"
+            )
         self._val_images, self._val_labels = val_set, labels[val_rows]
         bs, seed = cfg.train.batch_size, cfg.train.seed
         return TrainingData(
@@ -145,7 +147,9 @@ class ClassificationTask(Task):
         return {
             "accuracy": float((predicted == truth).mean()),
             "log_loss": float(log_loss(truth, probs, labels=np.arange(len(classes)))),
-            "per_class_accuracy": {str(c): float(a) for c, a in zip(classes, per_class, strict=True)},
+            "per_class_accuracy": {
+                str(c): float(a) for c, a in zip(classes, per_class, strict=True)
+            },
         }
 
     def _plot_mistakes(self, probs, truth, path):
@@ -190,19 +194,27 @@ class ClassificationTask(Task):
     def score(self, frame, answers):
         id_col, *targets = answers.columns
         if list(frame.columns) != list(answers.columns):
-            raise SubmissionError(f"answer key header {list(answers.columns)} differs from the submission's")
+            raise SubmissionError(
+                f"answer key header {list(answers.columns)} differs from the submission's"
+            )
         merged = answers.merge(frame, on=id_col, suffixes=("_true", "_pred"))
         if len(merged) != len(answers):
             raise SubmissionError("the answer key and the submission hold different ids")
         metric = self.metric()
         if metric == "accuracy":
-            hits = [merged[f"{t}_true"].astype(str) == merged[f"{t}_pred"].astype(str) for t in targets]
+            hits = [
+                merged[f"{t}_true"].astype(str) == merged[f"{t}_pred"].astype(str) for t in targets
+            ]
             return {"accuracy": float(np.mean(hits))}
         truth = np.stack([merged[f"{t}_true"] for t in targets], axis=1).astype(float)
         probs = np.stack([merged[f"{t}_pred"] for t in targets], axis=1).astype(float)
         if len(targets) == 1:
             truth, probs = np.hstack([1 - truth, truth]), np.hstack([1 - probs, probs])
-        return {"log_loss": float(log_loss(truth.argmax(axis=1), probs, labels=np.arange(truth.shape[1])))}
+        return {
+            "log_loss": float(
+                log_loss(truth.argmax(axis=1), probs, labels=np.arange(truth.shape[1]))
+            )
+        }
 
 
 __all__ = ["ClassificationTask"]
