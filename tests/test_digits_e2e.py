@@ -86,3 +86,19 @@ def test_confusion_matrix_counts_the_validation_set(digits_run):
     per_class = metrics["validation"]["per_class_accuracy"]
     assert sorted(per_class) == [str(i) for i in range(10)]
     assert metrics["val_images"] == 144 and metrics["train_images"] == 1293
+
+
+def test_ema_and_mixed_precision_train(competition, workdir):
+    import keras
+
+    from pipelines.config import load_config
+    from pipelines.prepare import prepare
+    from pipelines.train import train
+
+    comp = competition("digits")
+    options = ["train.epochs=2", "train.ema=true", "train.mixed_precision=bfloat16"]
+    cfg = load_config(comp, [*FAST, *options])
+    prepare(cfg, log=lambda _: None)
+    metrics = train(cfg, log=lambda _: None)
+    assert metrics["validation"]["accuracy"] > 0.3
+    assert keras.config.dtype_policy().name == "float32"  # policy restored after the run
