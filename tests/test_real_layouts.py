@@ -1,6 +1,7 @@
 """The shipped real-competition configs, on tiny generated replicas of their layouts."""
 
 import json
+import shutil
 
 import pandas as pd
 
@@ -42,3 +43,33 @@ def test_dogs_vs_cats_replica_skips_a_corrupt_training_image(competition, cli, w
     assert result.exit_code == 2
     assert "4.jpg" in result.stderr and "prediction stopped" in result.stderr
     assert (run_dir / "submission.csv").read_text() == before
+
+
+def test_prepare_downloads_with_the_kaggle_cli(competition, cli, monkeypatch, workdir):
+    """A stand-in `kaggle` records its arguments and drops Kaggle's nested zips."""
+    staging = replicas.dogs_vs_cats(workdir / "staging", n_train=4, n_test=2)
+    inner = workdir / "inner"
+    inner.mkdir()
+    for folder in ("train", "test"):
+        shutil.make_archive(str(inner / folder), "zip", staging, folder)
+    shutil.copy(staging / "sample_submission.csv", inner)
+    outer = shutil.make_archive(str(workdir / "dogs"), "zip", inner)
+    bin_dir = workdir / "bin"
+    bin_dir.mkdir()
+    script = f'#!/bin/sh\necho "$@" > {workdir}/kaggle-args\ncp {outer} "$6/bundle.zip"\n'
+    (bin_dir / "kaggle").write_text(script)
+    (bin_dir / "kaggle").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("KAGGLE_USERNAME", "someone")
+    monkeypatch.setenv("KAGGLE_KEY", "secret")
+
+    comp = competition("dogs-vs-cats")
+    result = cli("prepare", comp)
+    assert result.exit_code == 0, result.output
+    args = (workdir / "kaggle-args").read_text().split()
+    assert args[:4] == ["competitions", "download", "-c", "dogs-vs-cats-redux-kernels-edition"]
+    data = comp / "data"
+    assert sorted(p.name for p in (data / "train").iterdir())[:2] == ["cat.0.jpg", "cat.1.jpg"]
+    assert not list(data.rglob("*.zip"))
+    labels = pd.read_csv(data / "train.csv")
+    assert labels["label"].value_counts().to_dict() == {"cat": 2, "dog": 2}
