@@ -1,5 +1,7 @@
 """Every registered model, the moment it is registered: shape, no NaN, a train step."""
 
+import fnmatch
+
 import keras
 import numpy as np
 import pytest
@@ -8,8 +10,29 @@ import kapps
 from kapps.errors import ConfigError, UnknownModelError
 from kapps.registry import register_model
 
+# Like timm's CI: the largest variants run only with `-m slow`; their
+# families are covered by the smaller rows in the default run.
+HEAVY = [
+    "vgg19",
+    "resnet101",
+    "resnet152",
+    "efficientnet_b[1-7]",
+    "vit_small*",
+    "vit_base*",
+    "vit_large*",
+]
 
-@pytest.mark.parametrize("name", kapps.list_models())
+
+def registered(names):
+    return [
+        pytest.param(n, marks=pytest.mark.slow)
+        if any(fnmatch.fnmatch(n, pattern) for pattern in HEAVY)
+        else n
+        for n in names
+    ]
+
+
+@pytest.mark.parametrize("name", registered(kapps.list_models()))
 def test_every_model_builds_predicts_and_trains(name):
     entry = kapps.get_entry(name)
     model = kapps.create_model(name, **entry.test_kwargs)
@@ -28,7 +51,7 @@ def test_every_model_builds_predicts_and_trains(name):
     assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights(), strict=True))
 
 
-@pytest.mark.parametrize("name", kapps.list_models())
+@pytest.mark.parametrize("name", registered(kapps.list_models()))
 def test_every_model_round_trips_through_keras_file(name, tmp_path):
     entry = kapps.get_entry(name)
     model = kapps.create_model(name, **entry.test_kwargs)

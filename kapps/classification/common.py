@@ -40,3 +40,27 @@ def classifier(x, num_classes, classifier_activation, name="predictions"):
     return keras.layers.Dense(
         num_classes, activation=classifier_activation, dtype="float32", name=name
     )(x)
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def head(x, *, include_top, pooling, num_classes, classifier_activation, dropout=0.0):
+    """The shared ending: global average pool → (dropout) → classifier, or `pooling`."""
+    if not include_top:
+        return pool_features(x, pooling)
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="top_dropout")(x)
+    return classifier(x, num_classes, classifier_activation)
+
+
+def check_input_size(input_shape, minimum, name):
+    """Reject inputs the network's strides would shrink below one pixel."""
+    height, width = input_shape[0], input_shape[1]
+    if height is not None and width is not None and min(height, width) < minimum:
+        raise ValueError(
+            f"{name} needs inputs of at least {minimum}×{minimum}, got {height}×{width}; "
+            "upscale the images (data.image_size)"
+        )

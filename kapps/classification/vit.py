@@ -1,0 +1,103 @@
+"""Vision Transformer, ViT-Ti/S/B/L with 16 or 32 pixel patches (Dosovitskiy et al., 2021).
+
+"An image is worth 16x16 words", ICLR 2021, eq. 1–4 and Table 1 (Ti and S
+from DeiT, Touvron et al. 2021): patch embedding, a class token, learned
+position embeddings, pre-LayerNorm encoder blocks (multi-head self-attention
+and a GELU MLP), a final LayerNorm and a linear head on the class token.
+
+Parameter counts at 224×224×3 with 1,000 classes equal timm's reference
+implementation: vit_tiny16 5,717,416; vit_small16 22,050,664; vit_base16
+86,567,656; vit_base32 88,224,232; vit_large16 304,326,632; vit_large32
+306,535,400 (the paper: 86 M for B, 307 M for L).
+"""
+
+import keras
+
+from kapps.classification.common import (
+    check_common_args,
+    classifier,
+    pool_features,
+    raw_pixel_input,
+)
+from kapps.layers import ClassTokenPositionEmbedding
+from kapps.registry import register_model
+
+SIZES = {  # hidden size, depth, heads, MLP size
+    "tiny": (192, 12, 3, 768),
+    "small": (384, 12, 6, 1536),
+    "base": (768, 12, 12, 3072),
+    "large": (1024, 24, 16, 4096),
+}
+VARIANTS = {
+    f"vit_{size}{patch}": {"size": size, "patch_size": patch}
+    for size in SIZES
+    for patch in (16, 32)
+}
+LN_EPSILON = 1e-6
+
+
+def encoder_block(x, heads, mlp_dim, dropout, name):
+    """Pre-LN block: x + MSA(LN(x)), then x + MLP(LN(x)) (eq. 2 and 3)."""
+    dim = x.shape[-1]
+    y = keras.layers.LayerNormalization(epsilon=LN_EPSILON, name=f"{name}_ln1")(x)
+    y = keras.layers.MultiHeadAttention(
+        heads, dim // heads, dropout=dropout, name=f"{name}_attention"
+    )(y, y)
+    x = keras.layers.Add(name=f"{name}_add1")([x, y])
+    y = keras.layers.LayerNormalization(epsilon=LN_EPSILON, name=f"{name}_ln2")(x)
+    y = keras.layers.Dense(mlp_dim, activation="gelu", name=f"{name}_mlp1")(y)
+    y = keras.layers.Dropout(dropout, name=f"{name}_mlp_dropout")(y)
+    y = keras.layers.Dense(dim, name=f"{name}_mlp2")(y)
+    return keras.layers.Add(name=f"{name}_add2")([x, y])
+
+
+@register_model(
+    "classification",
+    variants=VARIANTS,
+    test_kwargs={"input_shape": (32, 32, 3), "num_classes": 5},
+)
+def vit(
+    input_shape=(224, 224, 3),
+    num_classes=1000,
+    *,
+    size="base",
+    patch_size=16,
+    dropout=0.0,
+    include_top=True,
+    pooling=None,
+    classifier_activation=None,
+    name=None,
+):
+    """A ViT; the input sides must be multiples of `patch_size`.
+
+    With `include_top=False` the patch tokens come back as a (H/p, W/p, dim)
+    map (layer `encoder_norm` holds all tokens), so dense tasks use it like a
+    convolutional backbone of stride p.
+    """
+    check_common_args(include_top, pooling, num_classes)
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
+    height, width = input_shape[0], input_shape[1]
+    if height % patch_size or width % patch_size:
+        raise ValueError(f"input {height}×{width} is not a multiple of patch {patch_size}")
+    dim, depth, heads, mlp_dim = SIZES[size]
+    grid = (height // patch_size, width // patch_size)
+
+    inputs, x = raw_pixel_input(input_shape)
+    x = keras.layers.Conv2D(dim, patch_size, strides=patch_size, name="patch_embed")(x)
+    x = keras.layers.Reshape((grid[0] * grid[1], dim), name="patch_tokens")(x)
+    x = ClassTokenPositionEmbedding(name="cls_pos_embed")(x)
+    x = keras.layers.Dropout(dropout, name="embed_dropout")(x)
+    for index in range(depth):
+        x = encoder_block(x, heads, mlp_dim, dropout, f"encoder_block{index + 1}")
+    x = keras.layers.LayerNormalization(epsilon=LN_EPSILON, name="encoder_norm")(x)
+    if include_top:
+        x = keras.layers.Cropping1D((0, grid[0] * grid[1]), name="class_token")(x)
+        x = keras.layers.Flatten(name="flatten")(x)
+        x = classifier(x, num_classes, classifier_activation)
+    else:
+        x = keras.layers.Cropping1D((1, 0), name="drop_class_token")(x)
+        x = keras.layers.Reshape((*grid, dim), name="feature_map")(x)
+        x = pool_features(x, pooling)
+    default = f"vit_{size}{patch_size}"
+    return keras.Model(inputs, x, name=name or default)

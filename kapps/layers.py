@@ -1,0 +1,58 @@
+"""Custom layers the builders share. Serializable, `keras.ops` only."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="kapps")
+class LocalResponseNormalization(keras.layers.Layer):
+    """Cross-channel local response normalisation (Krizhevsky et al., 2012, §3.3).
+
+    `b = a / (k + alpha * sum of a² over `size` neighbouring channels) ** beta`,
+    with the paper's k=2, size=5, alpha=1e-4, beta=0.75. Channels last.
+    """
+
+    def __init__(self, size=5, k=2.0, alpha=1e-4, beta=0.75, **kwargs):
+        super().__init__(**kwargs)
+        self.size, self.k, self.alpha, self.beta = size, k, alpha, beta
+
+    def call(self, inputs):
+        squared = ops.square(inputs)
+        half = self.size // 2
+        padded = ops.pad(squared, [[0, 0]] * (len(inputs.shape) - 1) + [[half, half]])
+        channels = inputs.shape[-1]
+        window = sum(padded[..., i : i + channels] for i in range(self.size))
+        return inputs / ops.power(self.k + self.alpha * window, self.beta)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "size": self.size,
+            "k": self.k,
+            "alpha": self.alpha,
+            "beta": self.beta,
+        }
+
+
+@keras.saving.register_keras_serializable(package="kapps")
+class ClassTokenPositionEmbedding(keras.layers.Layer):
+    """Prepend a learned class token and add learned position embeddings (ViT, eq. 1)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+
+    def build(self, input_shape):
+        tokens, dim = input_shape[1], input_shape[2]
+        init = keras.initializers.TruncatedNormal(stddev=0.02)
+        self.class_token = self.add_weight(shape=(1, 1, dim), initializer="zeros", name="cls")
+        self.position = self.add_weight(shape=(1, tokens + 1, dim), initializer=init, name="pos")
+
+    def call(self, inputs):
+        batch = ops.shape(inputs)[0]
+        cls = ops.broadcast_to(
+            ops.cast(self.class_token, inputs.dtype), (batch, 1, inputs.shape[-1])
+        )
+        return ops.concatenate([cls, inputs], axis=1) + ops.cast(self.position, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1] + 1, input_shape[2])
