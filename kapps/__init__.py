@@ -6,6 +6,8 @@
 
 from kapps import classification  # noqa: F401  (registers the builders)
 from kapps.errors import ConfigError, DataError, KappsError, SubmissionError
+from kapps.features import feature_extractor, feature_layers
+from kapps.flops import count_flops
 from kapps.registry import create_model, get_entry, list_models, register_model
 
 __version__ = "0.1.0"
@@ -15,7 +17,10 @@ __all__ = [
     "DataError",
     "KappsError",
     "SubmissionError",
+    "count_flops",
     "create_model",
+    "feature_extractor",
+    "feature_layers",
     "get_entry",
     "list_models",
     "register_model",
