@@ -1,5 +1,7 @@
 """Multi-scale feature maps of any convolutional (or ViT) model, by layer name."""
 
+import math
+
 import keras
 
 
@@ -23,7 +25,9 @@ def feature_layers(model):
         shape = getattr(layer.output, "shape", None)
         if shape is None or len(shape) != 4 or not shape[1]:
             continue
-        stride = height // shape[1]
+        if isinstance(layer, keras.layers.ZeroPadding2D):
+            continue  # padding ahead of a strided convolution, not a feature map
+        stride = 2 ** round(math.log2(height / shape[1]))
         if stride < 2 or stride in found:
             continue
         if finest_later is None or stride <= finest_later:

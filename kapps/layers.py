@@ -1,6 +1,7 @@
 """Custom layers the builders share. Serializable, `keras.ops` only."""
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -56,3 +57,49 @@ class ClassTokenPositionEmbedding(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[1] + 1, input_shape[2])
+
+
+@keras.saving.register_keras_serializable(package="kapps")
+class ImagePreprocessing(keras.layers.Layer):
+    """Keras' image preprocessing conventions as a layer, so raw pixels go in.
+
+    Modes (those of `keras.applications.imagenet_utils.preprocess_input`):
+    "caffe" (RGB→BGR, ImageNet mean subtracted), "tf" (to [-1, 1]), "torch"
+    ([0, 1] then ImageNet mean and std), "none" (the model rescales itself).
+    """
+
+    MODES = ("none", "caffe", "tf", "torch")
+    CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+    TORCH_MEAN = (0.485, 0.456, 0.406)
+    TORCH_STD = (0.229, 0.224, 0.225)
+
+    def __init__(self, mode="none", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in self.MODES:
+            raise ValueError(f"mode must be one of {self.MODES}, got {mode!r}")
+        self.mode = mode
+
+    def call(self, inputs):
+        if self.mode == "caffe":
+            return ops.flip(inputs, axis=-1) - ops.convert_to_tensor(self.CAFFE_MEAN_BGR)
+        if self.mode == "tf":
+            return inputs / 127.5 - 1.0
+        if self.mode == "torch":
+            mean = ops.convert_to_tensor(self.TORCH_MEAN)
+            std = ops.convert_to_tensor(self.TORCH_STD)
+            return (inputs / 255.0 - mean) / std
+        return inputs
+
+    @classmethod
+    def numpy_reference(cls, images, mode):
+        """The same arithmetic in NumPy, for recognising a library's convention."""
+        if mode == "caffe":
+            return images[..., ::-1] - np.array(cls.CAFFE_MEAN_BGR)
+        if mode == "tf":
+            return images / 127.5 - 1.0
+        if mode == "torch":
+            return (images / 255.0 - np.array(cls.TORCH_MEAN)) / np.array(cls.TORCH_STD)
+        return images
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}

@@ -82,6 +82,9 @@ def get_entry(name):
 def create_model(name, **kwargs):
     """Build a registered model by name.
 
+    Names of other libraries resolve here too: `"keras.applications/ResNet50V2"`
+    and `"keras_hub/<preset folder on disk>"` (see `kapps.external`).
+
     Example:
     >>> model = create_model("lenet5", input_shape=(32, 32, 1), num_classes=10)
     >>> model.output_shape
@@ -91,6 +94,11 @@ def create_model(name, **kwargs):
         UnknownModelError: the name is not registered (with the closest name).
         ConfigError: an argument the builder does not take.
     """
+    from kapps.external import create_external  # imports the builders' helpers
+
+    external = create_external(name, kwargs)
+    if external is not None:
+        return external
     entry = get_entry(name)
     try:
         inspect.signature(entry.builder).bind(**{**entry.defaults, **kwargs})
