@@ -8,7 +8,7 @@ class KappsError(Exception):
     """Base class of user-caused errors (bad config, bad data, bad submission)."""
 
 
-class ConfigError(KappsError):
+class ConfigError(KappsError, ValueError):
     """A config value, key or model argument is invalid."""
 
 

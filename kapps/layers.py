@@ -80,14 +80,18 @@ class ImagePreprocessing(keras.layers.Layer):
         self.mode = mode
 
     def call(self, inputs):
+        rgb = inputs.shape[-1] == 3  # other channel counts use the averaged statistics
+
+        def stat(values):
+            return ops.convert_to_tensor(values if rgb else sum(values) / 3, inputs.dtype)
+
         if self.mode == "caffe":
-            return ops.flip(inputs, axis=-1) - ops.convert_to_tensor(self.CAFFE_MEAN_BGR)
+            images = ops.flip(inputs, axis=-1) if rgb else inputs
+            return images - stat(self.CAFFE_MEAN_BGR)
         if self.mode == "tf":
             return inputs / 127.5 - 1.0
         if self.mode == "torch":
-            mean = ops.convert_to_tensor(self.TORCH_MEAN)
-            std = ops.convert_to_tensor(self.TORCH_STD)
-            return (inputs / 255.0 - mean) / std
+            return (inputs / 255.0 - stat(self.TORCH_MEAN)) / stat(self.TORCH_STD)
         return inputs
 
     @classmethod

@@ -28,6 +28,8 @@ class ModelEntry:
     # Small arguments that build the model in well under a second: the
     # registry-wide test uses them, so each new model is tested on arrival.
     test_kwargs: dict = field(default_factory=dict)
+    # Smallest input side the network's strides allow; pipelines upscale to it.
+    min_input_size: int = 32
 
     def __call__(self, **kwargs):
         return self.builder(**{**self.defaults, **kwargs})
@@ -36,7 +38,7 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(task, *, variants=None, test_kwargs=None):
+def register_model(task, *, variants=None, test_kwargs=None, min_input_size=32):
     """Decorator registering a builder under its own name or one name per variant.
 
     Args:
@@ -45,6 +47,7 @@ def register_model(task, *, variants=None, test_kwargs=None):
             whose defaults are merged under the caller's keyword arguments.
             Without it the function's own name is registered.
         test_kwargs: small arguments for the registry-wide test.
+        min_input_size: the smallest input side the model accepts.
 
     Raises:
         ValueError: for an unknown task or a name registered twice.
@@ -58,7 +61,7 @@ def register_model(task, *, variants=None, test_kwargs=None):
             if name in _REGISTRY:
                 raise ValueError(f"model name {name!r} is already registered")
             _REGISTRY[name] = ModelEntry(
-                name, task, builder, dict(defaults), dict(test_kwargs or {})
+                name, task, builder, dict(defaults), dict(test_kwargs or {}), min_input_size
             )
         return builder
 
@@ -77,6 +80,11 @@ def get_entry(name):
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise UnknownModelError(f"unknown model {name!r}{hint} (see `kapps models`)")
     return _REGISTRY[name]
+
+
+def min_input_size(name):
+    """Smallest input side of a model name (32 for other libraries' models)."""
+    return get_entry(name).min_input_size if "/" not in name else 32
 
 
 def create_model(name, **kwargs):
@@ -104,4 +112,7 @@ def create_model(name, **kwargs):
         inspect.signature(entry.builder).bind(**{**entry.defaults, **kwargs})
     except TypeError as err:
         raise ConfigError(f"model {name!r}: {err}") from err
-    return entry(**kwargs)
+    try:
+        return entry(**kwargs)
+    except ValueError as err:  # an argument the builder rejects (size, variant, …)
+        raise ConfigError(f"model {name!r}: {err}") from err

@@ -123,6 +123,8 @@ def train(cfg, log=print):
     with precision_policy(cfg.train.mixed_precision):
         data = task.training_data(run_dir)
         write_text(run_dir / "config.yaml", cfg.to_yaml())
+        for note in data.notes:
+            log(note)
         for path in data.skipped:
             log(f"[yellow]skipped unreadable training image: {path}[/]")
         monitor, mode = task.monitor()

@@ -2,9 +2,12 @@
 
 import json
 
+import numpy as np
 import pandas as pd
+import pytest
 import yaml
 
+import kapps
 from pipelines.predict import check_submission
 from tests.conftest import FAST
 
@@ -102,3 +105,41 @@ def test_ema_and_mixed_precision_train(competition, workdir):
     metrics = train(cfg, log=lambda _: None)
     assert metrics["validation"]["accuracy"] > 0.3
     assert keras.config.dtype_policy().name == "float32"  # policy restored after the run
+
+
+OTHER_MODELS = [
+    "alexnet",
+    pytest.param("keras.applications/MobileNetV2", marks=pytest.mark.slow),
+    *[
+        pytest.param(n, marks=pytest.mark.slow)
+        for n in kapps.list_models("classification")
+        if n != "alexnet"
+    ],
+]
+
+
+@pytest.mark.parametrize("model", OTHER_MODELS)
+def test_digits_with_other_models(competition, workdir, model):
+    """Any classification model runs on 8×8 digits: the pipeline upscales as needed."""
+    import keras
+
+    from kapps.registry import min_input_size
+    from pipelines.config import load_config
+    from pipelines.prepare import prepare
+    from pipelines.train import train
+
+    comp = competition("digits")
+    options = ["train.epochs=1", f"model.name={model}", "train.batch_size=64"]
+    if model == "alexnet":
+        options.append("model.args.fc_units=256")  # the paper's 4,096 only slows the test
+    cfg = load_config(comp, [*FAST, *options])
+    prepare(cfg, log=lambda _: None)
+    notes = []
+    metrics = train(cfg, log=notes.append)
+    side = max(32, min_input_size(model))
+    best = keras.saving.load_model(f"{metrics['run_dir']}/best.keras")
+    assert best.input_shape == (None, side, side, 1)
+    assert best.output_shape == (None, 10)
+    history = pd.read_csv(f"{metrics['run_dir']}/history.csv")
+    assert np.isfinite(history["loss"]).all()
+    assert (side > 32) == any(f"upscaled from (32, 32) to ({side}, {side})" in n for n in notes)

@@ -38,6 +38,7 @@ CONVS = (
     "classification",
     variants={"alexnet": {}},
     test_kwargs={"input_shape": (67, 67, 3), "num_classes": 5, "fc_units": 64},
+    min_input_size=67,
 )
 def alexnet(
     input_shape=(227, 227, 3),

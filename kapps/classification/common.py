@@ -46,6 +46,22 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def imagenet_statistics(channels):
+    """ImageNet mean and variance per channel; their averages for non-RGB inputs."""
+    if channels == 3:
+        return list(IMAGENET_MEAN), [s**2 for s in IMAGENET_STD]
+    mean, std = sum(IMAGENET_MEAN) / 3, sum(IMAGENET_STD) / 3
+    return [mean] * channels, [std**2] * channels
+
+
+def imagenet_input(input_shape):
+    """An `Input` for raw 0–255 pixels, scaled to [0, 1] and ImageNet-normalised."""
+    inputs, x = raw_pixel_input(input_shape, scale=1 / 255.0, offset=0.0)
+    mean, variance = imagenet_statistics(input_shape[-1])
+    x = keras.layers.Normalization(mean=mean, variance=variance, name="normalize")(x)
+    return inputs, x
+
+
 def head(x, *, include_top, pooling, num_classes, classifier_activation, dropout=0.0):
     """The shared ending: global average pool → (dropout) → classifier, or `pooling`."""
     if not include_top:

@@ -12,11 +12,10 @@ import math
 import keras
 
 from kapps.classification.common import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     check_common_args,
     check_input_size,
     head,
+    imagenet_statistics,
 )
 from kapps.registry import register_model
 
@@ -137,8 +136,9 @@ def efficientnet(
     x = keras.layers.Rescaling(1 / 255.0, name="rescale")(inputs)
     normalize = keras.layers.Normalization(axis=-1, name="normalize")
     x = normalize(x)
-    normalize.adapt_mean.assign(IMAGENET_MEAN[: input_shape[-1]])
-    normalize.adapt_variance.assign([s**2 for s in IMAGENET_STD[: input_shape[-1]]])
+    mean, variance = imagenet_statistics(input_shape[-1])
+    normalize.adapt_mean.assign(mean)
+    normalize.adapt_variance.assign(variance)
     normalize.finalize_state()
     x = _conv(round_filters(32, width), 3, "stem_conv", stride=2)(x)
     x = keras.layers.BatchNormalization(name="stem_bn")(x)

@@ -24,12 +24,10 @@ that the same weights fit; the basic-block variants follow torchvision's.
 import keras
 
 from kapps.classification.common import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     check_common_args,
     check_input_size,
     head,
-    raw_pixel_input,
+    imagenet_input,
 )
 from kapps.registry import register_model
 
@@ -112,12 +110,7 @@ def resnet(
     spec = VARIANTS[variant]
     block, bias = BLOCKS[spec["block"]], spec["conv_bias"]
 
-    inputs, x = raw_pixel_input(input_shape, scale=1 / 255.0, offset=0.0)
-    x = keras.layers.Normalization(
-        mean=list(IMAGENET_MEAN),
-        variance=[s**2 for s in IMAGENET_STD],
-        name="normalize",
-    )(x)
+    inputs, x = imagenet_input(input_shape)
     x = _conv_bn(x, 64, 7, 2, bias, "conv1")
     x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1_pool")(x)
     for stage, (filters, depth) in enumerate(zip(STAGE_FILTERS, spec["depths"], strict=True)):

@@ -9,13 +9,11 @@ reports 138 and 144 million.
 import keras
 
 from kapps.classification.common import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     check_common_args,
     check_input_size,
     classifier,
+    imagenet_input,
     pool_features,
-    raw_pixel_input,
 )
 from kapps.registry import register_model
 
@@ -59,10 +57,7 @@ def vgg(
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
     check_input_size(input_shape, 32, variant)
-    inputs, x = raw_pixel_input(input_shape, scale=1 / 255.0, offset=0.0)
-    x = keras.layers.Normalization(
-        mean=list(IMAGENET_MEAN), variance=[s**2 for s in IMAGENET_STD], name="normalize"
-    )(x)
+    inputs, x = imagenet_input(input_shape)
     depths = VARIANTS[variant]["depths"]
     for stage, (filters, depth) in enumerate(zip(STAGE_FILTERS, depths, strict=True), start=1):
         for index in range(1, depth + 1):

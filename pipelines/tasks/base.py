@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 import keras
 
 from kapps.errors import ConfigError
-from kapps.registry import create_model, get_entry
+from kapps.registry import create_model, get_entry, min_input_size
 
 
 @dataclass
@@ -18,6 +18,7 @@ class TrainingData:
     train_size: int
     val_size: int
     skipped: list = field(default_factory=list)  # training files that failed to decode
+    notes: list = field(default_factory=list)  # what the task adapted, for the run log
 
 
 class Task:
@@ -46,14 +47,29 @@ class Task:
         """Arguments the task passes to the builder (input shape, classes…)."""
         raise NotImplementedError
 
+    def fit_image_size(self):
+        """Upscale `data.image_size` to what the model accepts; a note if it changed.
+
+        Small images (digits are 8×8) then work with any registered model.
+        """
+        data = self.cfg.data
+        smallest = min_input_size(self.cfg.model.name)
+        if min(data.image_size) >= smallest:
+            return None
+        old = tuple(data.image_size)
+        data.image_size = tuple(max(side, smallest) for side in old)
+        name = self.cfg.model.name
+        return f"images upscaled from {old} to {data.image_size}: {name} needs ≥ {smallest}"
+
     def build_model(self):
-        entry = get_entry(self.cfg.model.name)
-        if entry.task != self.name:
+        name = self.cfg.model.name
+        task = get_entry(name).task if "/" not in name else "classification"
+        if task != self.name:
             raise ConfigError(
-                f"model {entry.name!r} is a {entry.task} model; this is a {self.name} "
+                f"model {name!r} is a {task} model; this is a {self.name} "
                 "competition (see `kapps models`)"
             )
-        return create_model(entry.name, **{**self.model_kwargs(), **self.cfg.model.args})
+        return create_model(name, **{**self.model_kwargs(), **self.cfg.model.args})
 
     def compile_args(self) -> dict:
         """`loss` and `metrics` for `model.compile`."""

@@ -67,6 +67,7 @@ class ClassificationTask(Task):
 
     def training_data(self, run_dir):
         cfg = self.cfg
+        note = self.fit_image_size()
         source = read_train_source(cfg)
         labels = self._class_indices(source.labels, cfg.data_path(cfg.data.train))
         onehot = keras.utils.to_categorical(labels, len(cfg.data.classes)).astype("float32")
@@ -92,6 +93,7 @@ class ClassificationTask(Task):
             train_size=len(train_set),
             val_size=len(val_set),
             skipped=train_set.skipped + val_set.skipped,
+            notes=[note] if note else [],
         )
 
     def test_data(self, run_dir):
