@@ -76,3 +76,20 @@ def plot_image_grid(images, captions, path, title, columns=8):
         ax.set_title(caption, fontsize=8)
     fig.suptitle(title)
     _save(fig, path)
+
+
+def plot_cam_grid(images, heatmaps, captions, path, title, columns=8):
+    """Images with their class-activation heat maps laid over them (jet, 40 %)."""
+    count = len(images)
+    columns = min(columns, count)
+    rows = int(np.ceil(count / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.8 * columns, 2.0 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, heat, caption in zip(axes.flat, images, heatmaps, captions, strict=False):
+        image = np.asarray(image).astype("uint8")
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray")
+        ax.imshow(heat, cmap="jet", alpha=0.4, vmin=0, vmax=1)
+        ax.set_title(caption, fontsize=8)
+    fig.suptitle(title)
+    _save(fig, path)

@@ -19,6 +19,7 @@ RUN_FILES = [
     "curves.png",
     "confusion_matrix.png",
     "hardest.png",
+    "cam.png",
     "submission.csv",
 ]
 

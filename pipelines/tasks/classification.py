@@ -6,6 +6,7 @@ from sklearn.metrics import confusion_matrix, log_loss
 from sklearn.model_selection import train_test_split
 
 from kapps.errors import DataError, SubmissionError
+from pipelines.cam import write_cam_grid
 from pipelines.data import batched, decoded_images, read_test_source, read_train_source
 from pipelines.data.augment import build_augmenter
 from pipelines.plots import plot_confusion_matrix, plot_image_grid
@@ -13,6 +14,7 @@ from pipelines.submit import label_frame, probability_frame
 from pipelines.tasks.base import Task, TrainingData
 
 MAX_GRID_IMAGES = 32
+CAM_IMAGES = 16
 
 
 def _softmax(logits):
@@ -145,6 +147,7 @@ class ClassificationTask(Task):
         matrix = confusion_matrix(truth, predicted, labels=np.arange(len(classes)))
         plot_confusion_matrix(matrix, classes, run_dir / "confusion_matrix.png")
         self._plot_mistakes(probs, truth, run_dir / "hardest.png")
+        self._plot_cams(model, probs, truth, run_dir / "cam.png")
         per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
         return {
             "accuracy": float((predicted == truth).mean()),
@@ -178,6 +181,15 @@ class ClassificationTask(Task):
         wrong = int((predicted != truth).sum())
         title = f"Hardest validation images ({wrong} of {len(truth)} misclassified)"
         plot_image_grid([images[i] for i in hardest], captions, path, title)
+
+    def _plot_cams(self, model, probs, truth, path):
+        """Grad-CAM overlays for the first validation images of each class."""
+        classes = self.cfg.data.classes
+        images = np.stack([image for image, _ in self._val_images.dataset.take(CAM_IMAGES)])
+        shown = len(images)
+        predicted = probs[:shown].argmax(axis=1)
+        captions = [f"true {classes[truth[i]]}, pred {classes[predicted[i]]}" for i in range(shown)]
+        write_cam_grid(model, images, captions, path)
 
     def submission_frame(self, ids, predictions, sample):
         cfg = self.cfg
