@@ -118,8 +118,9 @@ def efficientnet(
 ):
     """EfficientNet-B0…B7; `input_shape` defaults to the variant's resolution.
 
-    Feature maps by layer name: `block{2,3,4,6}{last letter}_add`… and
-    `top_activation` (stride 32); `kapps.feature_layers` lists them.
+    Feature maps by layer name: the last layer at each stride, e.g.
+    `block4a_expand_activation` (stride 8) and `top_activation` (stride 32);
+    `kapps.feature_layers(model)` lists them.
 
     Example:
     >>> efficientnet(variant="efficientnet_b0").count_params()
