@@ -130,10 +130,9 @@ def keras_hub_backbone(
         features = features[sorted(features)[-1]]
     if len(features.shape) == 3:  # transformer tokens → a global average over tokens
         features = keras.layers.GlobalAveragePooling1D(name="token_pool")(features)
-        if include_top:
-            outputs = classifier(features, num_classes, classifier_activation)
-        else:
-            outputs = features
+        outputs = (
+            classifier(features, num_classes, classifier_activation) if include_top else features
+        )
     else:
         outputs = head(
             features,
