@@ -60,6 +60,35 @@ class ClassTokenPositionEmbedding(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="kapps")
+class ClassEmbeddings(keras.layers.Layer):
+    """Append one learned embedding per class to a token sequence (Segmenter's decoder)."""
+
+    def __init__(self, num_classes, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+
+    def build(self, input_shape):
+        init = keras.initializers.TruncatedNormal(stddev=0.02)
+        self.embeddings = self.add_weight(
+            shape=(1, self.num_classes, input_shape[-1]), initializer=init, name="classes"
+        )
+
+    def call(self, inputs):
+        batch = ops.shape(inputs)[0]
+        classes = ops.broadcast_to(
+            ops.cast(self.embeddings, inputs.dtype), (batch, self.num_classes, inputs.shape[-1])
+        )
+        return ops.concatenate([inputs, classes], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        tokens = None if input_shape[1] is None else input_shape[1] + self.num_classes
+        return (input_shape[0], tokens, input_shape[2])
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes}
+
+
+@keras.saving.register_keras_serializable(package="kapps")
 class ImagePreprocessing(keras.layers.Layer):
     """Keras' image preprocessing conventions as a layer, so raw pixels go in.
 

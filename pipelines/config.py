@@ -27,14 +27,16 @@ class Section(BaseModel):
 
 class CompetitionConfig(Section):
     name: str  # folder name under run.dir
-    task: Literal["classification"] = "classification"  # the task family
+    task: Literal["classification", "segmentation"] = "classification"  # the task family
     kaggle: str | None = None  # Kaggle slug `kapps prepare` downloads; None: made by prepare.py
     dir: str | None = None  # the competition folder; filled in when the config is loaded
 
 
 class DataConfig(Section):
     dir: str = "data"  # data folder, relative to the competition folder
-    format: Literal["pixel_csv", "class_folders", "csv_paths"] = "pixel_csv"  # train layout
+    format: Literal["pixel_csv", "class_folders", "csv_paths", "mask_folders", "rle_csv"] = (
+        "pixel_csv"  # train layout; the last two are segmentation's
+    )
     train: str = "train.csv"  # pixel CSV, CSV of ids+labels, or folder of class folders
     train_images: str = "{id}"  # csv_paths: image path for a train id, relative to data.dir
     test: str = "test.csv"  # pixel CSV, or CSV listing test ids (often sample_submission.csv)
@@ -43,10 +45,17 @@ class DataConfig(Section):
     answers: str | None = None  # held-out answer key (same header as the submission), scored
     id_column: str | None = None  # id column in data.test; None: sample submission's first
     label_column: str = "label"  # label column in the train CSV
+    masks: str | None = None  # mask image of a train id (mask_folders; rle_csv: checks the order)
+    mask_scale: int = Field(1, ge=1)  # mask pixel value / mask_scale = class id (255: 0/255 PNGs)
+    rle_column: str = "rle_mask"  # rle_csv: the RLE column (also the submission's)
+    class_column: str | None = None  # rle_csv with one row per image and class: its class column
+    rle_order: Literal["F", "C", "auto"] = "auto"  # F column-major, C row-major; auto: detect
+    rle_empty: str = ""  # how an empty mask is written ("" or "-")
     pixel_shape: tuple[int, int, int] | None = None  # pixel_csv: (height, width, channels)
     image_size: tuple[int, int] = (32, 32)  # model input (height, width); images are resized
     channels: Literal[1, 3] = 3  # colour channels fed to the model
     classes: list[Any] | None = None  # class labels in output order; None: sorted train labels
+    # (segmentation: the foreground classes, mask ids 1, 2, …; 0 is background)
     val_fraction: float = Field(0.1, gt=0, lt=1)  # stratified validation split of train
     cache: Literal["memory", "disk", "none"] = "memory"  # where decoded images are cached
 
@@ -73,6 +82,7 @@ class TrainConfig(Section):
     momentum: float = Field(0.9, ge=0, lt=1)  # sgd momentum
     warmup_epochs: float = Field(1.0, ge=0)  # linear warm-up before the cosine decay
     label_smoothing: float = Field(0.0, ge=0, lt=1)  # cross-entropy label smoothing
+    loss: Literal["ce", "dice", "dice_ce", "focal"] | None = None  # None: the task's default
     patience: int = Field(10, ge=0)  # early-stopping patience in epochs; 0 turns it off
     mixed_precision: Literal["off", "float16", "bfloat16"] = "off"  # mixed-precision policy
     ema: bool = False  # evaluate and save the exponential moving average of the weights
@@ -83,10 +93,12 @@ class TrainConfig(Section):
 
 
 class SubmissionConfig(Section):
-    kind: Literal["label", "probability"] = "label"  # what the target columns hold
+    kind: Literal["label", "probability", "rle"] = "label"  # what the target columns hold
     positive_class: Any = None  # probability with one target column: P(this class)
     clip: float = Field(0.0, ge=0, lt=0.5)  # probability: clip to [clip, 1 - clip]
-    metric: Literal["accuracy", "log_loss"] | None = None  # local score; None: by kind
+    metric: Literal["accuracy", "log_loss", "dice"] | None = None  # local score; None: by kind
+    threshold: float = Field(0.5, gt=0, lt=1)  # binary masks: foreground probability cut-off
+    tta: bool = False  # test-time augmentation: average with the flipped image's prediction
 
 
 class RunConfig(Section):
@@ -107,6 +119,18 @@ class Config(Section):
     def _check_pixel_shape(self):
         if self.data.format == "pixel_csv" and self.data.pixel_shape is None:
             raise ValueError("data.pixel_shape is required when data.format is pixel_csv")
+        mask_formats = {"mask_folders", "rle_csv"}
+        segmentation = self.competition.task == "segmentation"
+        if segmentation != (self.data.format in mask_formats):
+            wanted = "mask_folders or rle_csv" if segmentation else "not a mask layout"
+            raise ValueError(
+                f"data.format {self.data.format!r} does not fit a {self.competition.task} "
+                f"competition ({wanted})"
+            )
+        if self.data.format == "mask_folders" and not self.data.masks:
+            raise ValueError(
+                "data.masks (the mask file of a train id) is required for mask_folders"
+            )
         return self
 
     # Paths ------------------------------------------------------------------

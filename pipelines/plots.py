@@ -7,6 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from pipelines.runs import atomic_write  # noqa: E402
 
@@ -92,4 +93,55 @@ def plot_cam_grid(images, heatmaps, captions, path, title, columns=8):
         ax.imshow(heat, cmap="jet", alpha=0.4, vmin=0, vmax=1)
         ax.set_title(caption, fontsize=8)
     fig.suptitle(title)
+    _save(fig, path)
+
+
+def _mask_colours(num_classes):
+    """Transparent background, one tab10 colour per foreground class."""
+    colours = np.zeros((num_classes, 4))
+    colours[1:] = plt.get_cmap("tab10")(np.arange(num_classes - 1) % 10)
+    colours[1:, 3] = 0.55
+    return colours
+
+
+def plot_mask_overlays(images, truths, predictions, captions, class_names, path, title):
+    """Rows of image | ground truth over the image | prediction over the image."""
+    colours = _mask_colours(len(class_names))
+    count = len(images)
+    fig, axes = plt.subplots(count, 3, figsize=(6.3, 2.1 * count), squeeze=False)
+    for row, (image, truth, pred, caption) in enumerate(
+        zip(images, truths, predictions, captions, strict=True)
+    ):
+        image = np.asarray(image).astype("uint8")
+        shown = image[..., 0] if image.shape[-1] == 1 else image
+        for col, mask in enumerate((None, truth, pred)):
+            ax = axes[row, col]
+            ax.imshow(shown, cmap="gray")
+            if mask is not None:
+                ax.imshow(colours[np.asarray(mask)], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[row, 0].set_ylabel(caption, fontsize=8)
+    for ax, heading in zip(axes[0], ("image", "ground truth", "prediction"), strict=True):
+        ax.set_title(heading, fontsize=9)
+    handles = [
+        Patch(color=colours[k], label=str(name))
+        for k, name in enumerate(class_names)
+        if k
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=min(5, len(handles)), fontsize=8)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_bars(values, path, title, ylabel):
+    """A labelled bar per key of `values` (e.g. Dice per class), value on top."""
+    names = [str(k) for k in values]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(names) + 1.5), 3.4))
+    bars = ax.bar(names, list(values.values()), color="tab:blue")
+    ax.bar_label(bars, fmt="%.3f", fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
     _save(fig, path)

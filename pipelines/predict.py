@@ -41,11 +41,16 @@ def predict(run_dir, output=None, log=print):
     predictions = task.predict(model, dataset)
     sample = read_sample(cfg.data_path(cfg.data.sample_submission))
     frame = task.submission_frame(ids, predictions, sample)
-    path = write_submission(frame, sample, Path(output) if output else run_dir / SUBMISSION_FILE)
+    path = write_submission(
+        frame,
+        sample,
+        Path(output) if output else run_dir / SUBMISSION_FILE,
+        allow_empty=task.empty_columns(sample),
+    )
     log(f"wrote {path} ({len(frame)} rows, validated against {cfg.data.sample_submission})")
     result = {"submission": str(path)}
     if cfg.data.answers:
-        answers = read_csv(cfg.data_path(cfg.data.answers), "answer key")
+        answers = read_csv(cfg.data_path(cfg.data.answers), "answer key", ids_as_text=True)
         result["test"] = task.score(frame, answers)
         update_json(run_dir / METRICS_FILE, test=result["test"])
     return result
@@ -56,6 +61,8 @@ def check_submission(run_dir, file=None):
     run_dir = Path(run_dir)
     cfg = load_run(run_dir)
     path = Path(file) if file else run_dir / SUBMISSION_FILE
-    frame = read_csv(path, "submission")
-    validate_submission(frame, read_sample(cfg.data_path(cfg.data.sample_submission)), path.name)
+    frame = read_csv(path, "submission", ids_as_text=True)
+    sample = read_sample(cfg.data_path(cfg.data.sample_submission))
+    allow_empty = get_task(cfg).empty_columns(sample)
+    validate_submission(frame, sample, path.name, allow_empty=allow_empty)
     return len(frame)

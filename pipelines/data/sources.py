@@ -41,12 +41,19 @@ class ImageSource:
         )
 
 
-def read_csv(path, what):
+def read_csv(path, what, ids_as_text=False):
+    """A CSV as a DataFrame; one-line `DataError`s for a missing or unreadable file.
+
+    `ids_as_text` keeps the first column as written ("00042" stays "00042").
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{what} not found: {path} (run `kapps prepare` first?)")
     try:
-        frame = pd.read_csv(path)
+        dtype = None
+        if ids_as_text:
+            dtype = {pd.read_csv(path, nrows=0).columns[0]: str}
+        frame = pd.read_csv(path, dtype=dtype)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise DataError(f"{what} {path} is not a readable CSV: {err}") from None
     if frame.empty:

@@ -1,11 +1,12 @@
 """Submission writers per Kaggle format, and the validator every file passes first."""
 
 from pipelines.submit.validate import read_sample, validate_submission, write_submission
-from pipelines.submit.writers import label_frame, probability_frame
+from pipelines.submit.writers import label_frame, probability_frame, rle_frame
 
 __all__ = [
     "label_frame",
     "probability_frame",
+    "rle_frame",
     "read_sample",
     "validate_submission",
     "write_submission",

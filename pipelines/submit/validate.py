@@ -16,7 +16,8 @@ def read_sample(path):
     path = Path(path)
     if not path.is_file():
         raise SubmissionError(f"sample submission not found: {path}")
-    return pd.read_csv(path)
+    # Ids stay as written: "00042" must not become 42.
+    return pd.read_csv(path, dtype={pd.read_csv(path, nrows=0).columns[0]: str})
 
 
 def _examples(values, n=3):
@@ -36,16 +37,29 @@ def _same_kind(column, sample_column):
     return True
 
 
-def validate_submission(frame, sample, name="submission"):
-    """Raise `SubmissionError` unless `frame` matches `sample` in every respect."""
+def _row_keys(frame, sample):
+    """What names a row: the id column, or id and class when the sample repeats ids."""
+    columns = list(sample.columns[:1])
+    if len(sample.columns) > 2 and sample[sample.columns[0]].duplicated().any():
+        columns = list(sample.columns[:2])
+    keys = [table[columns].astype(str).agg(" / ".join, axis=1) for table in (frame, sample)]
+    return keys[0], keys[1]
+
+
+def validate_submission(frame, sample, name="submission", allow_empty=()):
+    """Raise `SubmissionError` unless `frame` matches `sample` in every respect.
+
+    Args:
+        allow_empty: columns where an empty value is an answer (an empty RLE
+            mask), not a missing one.
+    """
     if list(frame.columns) != list(sample.columns):
         raise SubmissionError(
             f"{name}: header {list(frame.columns)} differs from the sample's {list(sample.columns)}"
         )
     if len(frame) != len(sample):
         raise SubmissionError(f"{name}: {len(frame)} rows, the sample has {len(sample)}")
-    id_col = sample.columns[0]
-    ours, theirs = frame[id_col].astype(str), sample[id_col].astype(str)
+    ours, theirs = _row_keys(frame, sample)
     missing, extra = set(theirs) - set(ours), set(ours) - set(theirs)
     if missing:
         raise SubmissionError(f"{name}: missing ids {_examples(sorted(missing))}")
@@ -60,6 +74,8 @@ def validate_submission(frame, sample, name="submission"):
             f"{ours.iloc[first]!r}, the sample {theirs.iloc[first]!r})"
         )
     for column in sample.columns[1:]:
+        if column in allow_empty:
+            continue
         nan_rows = frame.index[frame[column].isna()]
         if len(nan_rows):
             raise SubmissionError(
@@ -72,8 +88,8 @@ def validate_submission(frame, sample, name="submission"):
             )
 
 
-def write_submission(frame, sample, path):
+def write_submission(frame, sample, path, allow_empty=()):
     """Validate, then write atomically: an invalid file is never written."""
-    validate_submission(frame, sample, name=Path(path).name)
+    validate_submission(frame, sample, name=Path(path).name, allow_empty=allow_empty)
     atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
     return Path(path)

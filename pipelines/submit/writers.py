@@ -50,3 +50,42 @@ def probability_frame(ids, probabilities, classes, sample, positive_class=None, 
     for target in targets:
         frame[target] = probabilities[:, names.index(str(target))]
     return frame
+
+
+def rle_frame(ids, rles, classes, sample, empty=""):
+    """RLE masks in the sample's row layout, in the sample's row order.
+
+    Two layouts: `id,rle` with one row per image (one foreground class,
+    Carvana), or `id,class,rle` with one row per image and class.
+
+    Args:
+        ids: test image ids, one per entry of `rles`.
+        rles: per image, one RLE string per foreground class (`classes` order).
+        empty: what an empty mask is written as ("" or "-").
+    """
+    by_id = {str(i): row for i, row in zip(ids, rles, strict=True)}
+    names = [str(c) for c in classes]
+    columns = list(sample.columns)
+    sample_ids = sample[columns[0]].astype(str)
+    missing = sorted(set(sample_ids) - set(by_id))
+    if missing:
+        raise SubmissionError(f"no prediction for sample ids {missing[:3]}")
+    if len(columns) == 2:
+        if len(names) != 1:
+            raise SubmissionError(
+                f"the sample has one RLE column for {len(names)} classes; it needs a class column"
+            )
+        values = [by_id[i][0] or empty for i in sample_ids]
+        return pd.DataFrame({columns[0]: sample[columns[0]], columns[1]: values})
+    if len(columns) != 3:
+        raise SubmissionError(f"an RLE submission has 2 or 3 columns, the sample {columns}")
+    sample_classes = sample[columns[1]].astype(str)
+    unknown = sorted(set(sample_classes) - set(names))
+    if unknown:
+        raise SubmissionError(f"sample submission classes {unknown} are not classes {names}")
+    values = [
+        by_id[i][names.index(c)] or empty for i, c in zip(sample_ids, sample_classes, strict=True)
+    ]
+    return pd.DataFrame(
+        {columns[0]: sample[columns[0]], columns[1]: sample[columns[1]], columns[2]: values}
+    )

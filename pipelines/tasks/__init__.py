@@ -2,8 +2,9 @@
 
 from pipelines.tasks.base import Task, TrainingData
 from pipelines.tasks.classification import ClassificationTask
+from pipelines.tasks.segmentation import SegmentationTask
 
-TASKS = {task.name: task for task in (ClassificationTask,)}
+TASKS = {task.name: task for task in (ClassificationTask, SegmentationTask)}
 
 
 def get_task(cfg):

@@ -90,6 +90,10 @@ class Task:
     def submission_frame(self, ids, predictions, sample):
         raise NotImplementedError
 
+    def empty_columns(self, sample):
+        """Submission columns where an empty value is an answer (an empty mask)."""
+        return ()
+
     def score(self, frame, answers) -> dict:
         """Local score of a submission frame against an answer key of the same shape."""
         raise NotImplementedError

@@ -211,7 +211,9 @@ class ClassificationTask(Task):
             raise SubmissionError(
                 f"answer key header {list(answers.columns)} differs from the submission's"
             )
-        merged = answers.merge(frame, on=id_col, suffixes=("_true", "_pred"))
+        merged = answers.astype({id_col: str}).merge(
+            frame.astype({id_col: str}), on=id_col, suffixes=("_true", "_pred")
+        )
         if len(merged) != len(answers):
             raise SubmissionError("the answer key and the submission hold different ids")
         metric = self.metric()

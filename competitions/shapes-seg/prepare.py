@@ -1,0 +1,64 @@
+"""Generate shapes-seg: three classes of shapes over photo crops, in the Carvana layout.
+
+`train/<id>.jpg` with `train_masks/<id>_mask.png` (class ids 0–3) and
+`train_masks.csv` of run-length encoded masks, one row per image and class
+(`id,class,predicted`, column-major order as Kaggle's text defines it);
+`test/<id>.jpg`, `sample_submission.csv` in the same row layout, and the
+held-out answer key `solution.csv`. Deterministic: the same files every time.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from kapps.segmentation import rle
+from pipelines.data.synthetic import SHAPES, scene
+
+SEED = 7
+TRAIN, TEST, SIZE = 800, 200, 96
+ORDER = "F"
+FILES = ("train_masks.csv", "sample_submission.csv", "solution.csv")
+
+
+def _write(frame, path):
+    tmp = path.with_suffix(".tmp")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def _rows(image_id, mask):
+    return [
+        {"id": image_id, "class": name, "predicted": rle.encode(mask == k, ORDER)}
+        for k, name in enumerate(SHAPES, start=1)
+    ]
+
+
+def generate(data_dir, train=TRAIN, test=TEST, size=SIZE, seed=SEED):
+    """Write the competition's files into `data_dir` (any sizes, for tests)."""
+    data_dir = Path(data_dir)
+    rng = np.random.default_rng(seed)
+    for folder in ("train", "train_masks", "test"):
+        (data_dir / folder).mkdir(parents=True, exist_ok=True)
+    train_rows, test_rows = [], []
+    for index in range(train + test):
+        image_id = f"{index:05d}"
+        drawn = scene(rng, size)
+        split = "train" if index < train else "test"
+        Image.fromarray(drawn.image).save(data_dir / split / f"{image_id}.jpg", quality=95)
+        if split == "train":
+            Image.fromarray(drawn.mask).save(data_dir / "train_masks" / f"{image_id}_mask.png")
+            train_rows += _rows(image_id, drawn.mask)
+        else:
+            test_rows += _rows(image_id, drawn.mask)
+    solution = pd.DataFrame(test_rows)
+    _write(pd.DataFrame(train_rows), data_dir / "train_masks.csv")
+    _write(solution, data_dir / "solution.csv")
+    _write(solution.assign(predicted=""), data_dir / "sample_submission.csv")
+
+
+def prepare(data_dir):
+    if all((Path(data_dir) / name).is_file() for name in FILES):
+        return
+    generate(data_dir)

@@ -1,0 +1,296 @@
+"""Semantic segmentation: a class per pixel, submitted as run-length encoded masks."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+from sklearn.model_selection import train_test_split
+
+from kapps.errors import ConfigError, DataError, SubmissionError
+from kapps.segmentation import rle
+from kapps.segmentation.losses import MeanDice, SegmentationLoss
+from pipelines.data import batched, decoded_images
+from pipelines.data.augment import build_augmenter
+from pipelines.data.masks import (
+    batched_pairs,
+    decoded_pairs,
+    detect_order,
+    image_sizes,
+    read_mask_source,
+)
+from pipelines.data.sources import ImageSource, _image_paths, read_csv, submission_id_column
+from pipelines.plots import plot_bars, plot_mask_overlays
+from pipelines.submit import rle_frame
+from pipelines.tasks.base import Task, TrainingData
+
+OVERLAY_IMAGES = 8
+
+
+def dice_scores(confusion):
+    """Per-class Dice 2·TP / (2·TP + FP + FN) from a confusion matrix (NaN if absent)."""
+    confusion = np.asarray(confusion, np.float64)
+    true_positives = np.diag(confusion)
+    denominator = confusion.sum(axis=0) + confusion.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, 2 * true_positives / denominator, np.nan)
+
+
+def iou_scores(confusion):
+    confusion = np.asarray(confusion, np.float64)
+    true_positives = np.diag(confusion)
+    union = confusion.sum(axis=0) + confusion.sum(axis=1) - true_positives
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, true_positives / union, np.nan)
+
+
+def mask_dice(truth, prediction):
+    """Dice of two binary masks; 1 when both are empty (Kaggle's convention)."""
+    total = truth.sum() + prediction.sum()
+    return 1.0 if total == 0 else float(2 * np.logical_and(truth, prediction).sum() / total)
+
+
+class SegmentationTask(Task):
+    name = "segmentation"
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self._val_pairs = None
+        self._test_sizes = {}
+
+    @property
+    def class_names(self):
+        return ["background", *[str(c) for c in self.cfg.data.classes]]
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    # Data ------------------------------------------------------------------
+    def _pairs(self, source, run_dir, split, order):
+        data = self.cfg.data
+        return decoded_pairs(
+            source,
+            data.image_size,
+            data.channels,
+            self.num_classes,
+            order=order,
+            scale=data.mask_scale,
+            cache=data.cache,
+            cache_path=run_dir / "cache" / split,
+        )
+
+    def training_data(self, run_dir):
+        cfg = self.cfg
+        notes = [self.fit_image_size()]
+        source = read_mask_source(cfg)
+        order = None
+        if source.rles is not None:
+            order, how = detect_order(cfg, source)
+            notes.append(how)
+        train_rows, val_rows = train_test_split(
+            np.arange(len(source)), test_size=cfg.data.val_fraction, random_state=cfg.train.seed
+        )
+        train_set = self._pairs(source.subset(train_rows), run_dir, "train", order)
+        val_set = self._pairs(source.subset(val_rows), run_dir, "val", order)
+        if len(train_set) == 0:
+            train_path = cfg.data_path(cfg.data.train)
+            raise DataError(f"no training image could be decoded from {train_path}")
+        self._val_pairs = val_set
+        bs, seed = cfg.train.batch_size, cfg.train.seed
+        return TrainingData(
+            train=batched_pairs(
+                train_set,
+                batch_size=bs,
+                shuffle=True,
+                augment=build_augmenter(cfg.augment, seed),
+                seed=seed,
+            ),
+            val=batched_pairs(val_set, batch_size=bs),
+            train_size=len(train_set),
+            val_size=len(val_set),
+            skipped=train_set.skipped + val_set.skipped,
+            notes=[n for n in notes if n],
+        )
+
+    def test_data(self, run_dir):
+        cfg = self.cfg
+        frame = read_csv(cfg.data_path(cfg.data.test), "test file", ids_as_text=True)
+        id_column = submission_id_column(cfg)
+        if id_column not in frame.columns:
+            raise DataError(f"{cfg.data_path(cfg.data.test)}: no id column {id_column!r}")
+        ids = frame[id_column].drop_duplicates().to_numpy()
+        paths = _image_paths(cfg.data_dir, cfg.data.test_images, ids, "test")
+        sizes = image_sizes(paths)
+        self._test_sizes = {str(i): tuple(s) for i, s in zip(ids, sizes, strict=True)}
+        images = decoded_images(
+            ImageSource(ids=ids, paths=paths),
+            cfg.data.image_size,
+            cfg.data.channels,
+            cache="none",
+        )
+        if images.skipped:
+            first = images.skipped[0]
+            raise DataError(f"test image cannot be decoded: {first}; prediction stopped")
+        return batched(images, batch_size=cfg.train.batch_size), ids
+
+    # Model -----------------------------------------------------------------
+    def model_kwargs(self):
+        data = self.cfg.data
+        return {"input_shape": (*data.image_size, data.channels), "num_classes": self.num_classes}
+
+    def compile_args(self):
+        kind = self.cfg.train.loss or "dice_ce"
+        return {
+            "loss": SegmentationLoss(self.num_classes, kind=kind),
+            "metrics": [
+                MeanDice(self.num_classes),
+                keras.metrics.MeanIoU(self.num_classes, sparse_y_pred=False, name="mean_iou"),
+            ],
+        }
+
+    def monitor(self):
+        if self.cfg.train.monitor:
+            name = self.cfg.train.monitor
+            return name, "min" if name.endswith("loss") else "max"
+        return "val_loss", "min"
+
+    # Prediction ---------------------------------------------------------------
+    def probabilities(self, model, images):
+        """Softmax class probabilities (B, h, w, K), averaged with the flipped image's."""
+        probs = tf.nn.softmax(model(images, training=False), axis=-1)
+        if self.cfg.submission.tta:
+            flipped = tf.nn.softmax(model(images[:, :, ::-1], training=False), axis=-1)
+            probs = (probs + flipped[:, :, ::-1]) / 2
+        return probs
+
+    def labels(self, probs):
+        """Class ids from probabilities; binary tasks use `submission.threshold`."""
+        if probs.shape[-1] == 2:
+            return tf.cast(probs[..., 1] > self.cfg.submission.threshold, tf.uint8)
+        return tf.cast(tf.argmax(probs, axis=-1), tf.uint8)
+
+    def predict(self, model, dataset):
+        """Per test image, one RLE string per foreground class at the image's own size."""
+        order = self._submission_order()
+        sizes = list(self._test_sizes.values())
+        encoded = []
+        for images in dataset:
+            for probs in self.probabilities(model, images):
+                height, width = sizes[len(encoded)]
+                full = tf.image.resize(probs, (height, width), method="bilinear")
+                labels = self.labels(full[None])[0].numpy()
+                encoded.append(
+                    [rle.encode(labels == k, order) for k in range(1, self.num_classes)]
+                )
+        return encoded
+
+    def _submission_order(self):
+        order = self.cfg.data.rle_order
+        if order == "auto":
+            raise ConfigError(
+                "data.rle_order is still auto: train first (it is detected then) or set it"
+            )
+        return order
+
+    def submission_frame(self, ids, predictions, sample):
+        return rle_frame(ids, predictions, self.cfg.data.classes, sample, self.cfg.data.rle_empty)
+
+    def empty_columns(self, sample):
+        return [sample.columns[-1]]
+
+    # Scores ------------------------------------------------------------------
+    def evaluate(self, model, data, run_dir):
+        confusion = np.zeros((self.num_classes, self.num_classes), np.int64)
+        shown = []
+        for images, masks in data.val:
+            predicted = self.labels(self.probabilities(model, images)).numpy()
+            truth = masks.numpy()
+            confusion += np.bincount(
+                truth.ravel() * self.num_classes + predicted.ravel(),
+                minlength=self.num_classes**2,
+            ).reshape(self.num_classes, self.num_classes)
+            for image, mask, pred in zip(images.numpy(), truth, predicted, strict=True):
+                if len(shown) < OVERLAY_IMAGES:
+                    shown.append((image, mask, pred))
+        dice, iou = dice_scores(confusion), iou_scores(confusion)
+        per_class = dict(zip(self.class_names, dice.tolist(), strict=True))
+        foreground = {k: v for k, v in list(per_class.items())[1:]}
+        plot_bars(
+            {k: (0.0 if np.isnan(v) else v) for k, v in per_class.items()},
+            run_dir / "dice_per_class.png",
+            "Dice per class (validation)",
+            "Dice",
+        )
+        self._plot_overlays(shown, run_dir / "overlays.png")
+        return {
+            "mean_dice": float(np.nanmean(list(foreground.values()))),
+            "mean_iou": float(np.nanmean(iou)),
+            "pixel_accuracy": float(np.trace(confusion) / max(confusion.sum(), 1)),
+            "dice_per_class": per_class,
+        }
+
+    def _plot_overlays(self, shown, path):
+        captions = []
+        for _, mask, pred in shown:
+            scores = [
+                mask_dice(mask == k, pred == k)
+                for k in range(1, self.num_classes)
+                if (mask == k).any() or (pred == k).any()
+            ]
+            captions.append(f"Dice {np.mean(scores):.3f}" if scores else "empty")
+        plot_mask_overlays(
+            [s[0] for s in shown],
+            [s[1] for s in shown],
+            [s[2] for s in shown],
+            captions,
+            self.class_names,
+            path,
+            "Validation: ground truth and prediction",
+        )
+
+    def score(self, frame, answers):
+        """Mean Dice over submission rows (empty vs empty counts 1), and per class."""
+        columns = list(answers.columns)
+        if list(frame.columns) != columns:
+            raise SubmissionError(f"answer key header {columns} differs from the submission's")
+        keys = columns[:-1]
+        as_text = dict.fromkeys(keys, str)
+        merged = answers.astype(as_text).merge(
+            frame.astype(as_text), on=keys, suffixes=("_true", "_pred")
+        )
+        if len(merged) != len(answers):
+            raise SubmissionError("the answer key and the submission hold different rows")
+        order, empty = self._submission_order(), self.cfg.data.rle_empty
+        target = columns[-1]
+        names = [str(c) for c in self.cfg.data.classes]
+        row_scores, pooled = [], np.zeros((len(names), 2))
+        for _, row in merged.iterrows():
+            size = self._test_sizes.get(str(row[keys[0]]))
+            if size is None:
+                raise SubmissionError(f"answer key id {row[keys[0]]!r} is not a test image")
+            truth, pred = (
+                rle.decode(_text(row[f"{target}_{side}"], empty), size, order) == 1
+                for side in ("true", "pred")
+            )
+            row_scores.append(mask_dice(truth, pred))
+            k = names.index(str(row[keys[1]])) if len(keys) > 1 else 0
+            pooled[k] += 2 * np.logical_and(truth, pred).sum(), truth.sum() + pred.sum()
+        per_class = {
+            name: float(both / total) if total else None
+            for name, (both, total) in zip(names, pooled, strict=True)
+        }
+        present = [v for v in per_class.values() if v is not None]
+        return {
+            "dice": float(np.mean(row_scores)),
+            "mean_class_dice": float(np.mean(present)) if present else None,
+            "dice_per_class": per_class,
+        }
+
+
+def _text(value, empty):
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    text = str(value).strip()
+    return "" if text == empty else text
+
+
+__all__ = ["SegmentationTask"]
