@@ -61,3 +61,43 @@ def corrupt(path):
     """Cut an image file short, as an interrupted download leaves it."""
     path = Path(path)
     path.write_bytes(path.read_bytes()[:64])
+
+
+def _car(rng, size):
+    """A photo stand-in for Carvana: a grey studio with a coloured rounded car body."""
+    height, width = size
+    y, x = np.mgrid[0:height, 0:width]
+    cy, cx = rng.uniform(0.4, 0.6) * height, rng.uniform(0.4, 0.6) * width
+    ry, rx = rng.uniform(0.2, 0.35) * height, rng.uniform(0.25, 0.4) * width
+    mask = ((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 4 <= 1
+    image = np.full((height, width, 3), 200.0) + rng.normal(0, 6, (height, width, 3))
+    image[mask] = rng.uniform(20, 160, 3)
+    return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)), mask
+
+
+def carvana(data_dir, n_train=16, n_test=4, size=(40, 56)):
+    """Carvana: train/<car>_<angle>.jpg, train_masks/<…>_mask.gif, row-major RLE CSVs."""
+    from kapps.segmentation import rle
+
+    data_dir = Path(data_dir)
+    for folder in ("train", "train_masks", "test"):
+        (data_dir / folder).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(5)
+    rows = []
+    for i in range(n_train):
+        name = f"{i // 4:04x}c0ffee_{i % 4 + 1:02d}"
+        image, mask = _car(rng, size)
+        image.save(data_dir / "train" / f"{name}.jpg", quality=95)
+        Image.fromarray(mask.astype(np.uint8)).convert("P").save(
+            data_dir / "train_masks" / f"{name}_mask.gif"
+        )
+        rows.append({"img": f"{name}.jpg", "rle_mask": rle.encode(mask, order="C")})
+    pd.DataFrame(rows).to_csv(data_dir / "train_masks.csv", index=False)
+    test_ids = [f"{i:04x}beef00_{i % 16 + 1:02d}.jpg" for i in range(n_test)]
+    for image_id in test_ids:
+        _car(rng, size)[0].save(data_dir / "test" / image_id, quality=95)
+    # Kaggle's sample fills every row with the same placeholder mask.
+    pd.DataFrame({"img": test_ids, "rle_mask": "1 1"}).to_csv(
+        data_dir / "sample_submission.csv", index=False
+    )
+    return data_dir

@@ -20,6 +20,9 @@ HEAVY = [
     "vit_small*",
     "vit_base*",
     "vit_large*",
+    "segmenter_small*",
+    "segmenter_base*",
+    "unet_resnet34",
 ]
 
 
@@ -39,14 +42,20 @@ def test_every_model_builds_predicts_and_trains(name):
     shape = model.input_shape[1:]
     images = np.random.default_rng(0).uniform(0, 255, (4, *shape)).astype("float32")
     outputs = model.predict(images, verbose=0)
-    assert outputs.shape == (4, entry.test_kwargs["num_classes"])
+    classes = entry.test_kwargs["num_classes"]
+    # Classifiers give one logit vector per image, segmenters one per pixel.
+    per_pixel = entry.task == "segmentation"
+    assert outputs.shape == ((4, *shape[:2], classes) if per_pixel else (4, classes))
     assert np.isfinite(outputs).all()
     model.compile(
         optimizer=keras.optimizers.SGD(0.01),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     before = [w.copy() for w in model.get_weights()]
-    loss = model.train_on_batch(images, np.arange(4) % outputs.shape[1])
+    targets = np.arange(4) % classes
+    if per_pixel:
+        targets = np.random.default_rng(0).integers(0, classes, (4, *shape[:2]))
+    loss = model.train_on_batch(images, targets)
     assert np.isfinite(loss)
     assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights(), strict=True))
 
@@ -66,6 +75,8 @@ def test_every_model_round_trips_through_keras_file(name, tmp_path):
 
 def test_list_models_filters_by_task():
     assert "lenet5" in kapps.list_models(task="classification")
+    assert "unet" in kapps.list_models(task="segmentation")
+    assert "unet" not in kapps.list_models(task="classification")
     assert kapps.list_models(task="detection") == []
 
 

@@ -17,7 +17,7 @@ from kapps.segmentation import rle
 from pipelines.data.synthetic import SHAPES, scene
 
 SEED = 7
-TRAIN, TEST, SIZE = 800, 200, 96
+TRAIN, TEST, SIZE = 800, 200, 64
 ORDER = "F"
 FILES = ("train_masks.csv", "sample_submission.csv", "solution.csv")
 

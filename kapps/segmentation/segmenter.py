@@ -25,7 +25,7 @@ VARIANTS = {
 @register_model(
     "segmentation",
     variants=VARIANTS,
-    test_kwargs={"input_shape": (32, 32, 3), "num_classes": 3, "size": "tiny"},
+    test_kwargs={"input_shape": (32, 32, 3), "num_classes": 3},
 )
 def segmenter(
     input_shape=(512, 512, 3),

@@ -156,9 +156,15 @@ def read_mask_source(cfg):
 
 
 def read_mask_file(path, scale):
-    """A mask image's class ids (H, W): its first channel ÷ `scale` (GIF, PNG, …)."""
+    """A mask image's class ids (H, W) ÷ `scale`.
+
+    Palette images (GIF, Pascal VOC's PNGs) give their palette indices, grey
+    images their values, colour images their first channel.
+    """
     with Image.open(path) as image:
-        values = np.asarray(image.convert("L") if image.mode not in ("L", "P") else image)
+        if image.mode not in ("L", "P", "1"):
+            image = image.getchannel(0)
+        values = np.asarray(image, dtype=np.int64)
     return (values // scale).astype(np.uint8)
 
 
@@ -205,6 +211,13 @@ class PairSet:
         return len(self.rows)
 
 
+def _mask_file_reader(scale):
+    def read(path):
+        return read_mask_file(path.decode(), scale)
+
+    return read
+
+
 def _rle_decoder(order, num_classes):
     def decode(rles, height, width):
         mask = np.zeros((height, width), np.uint8)
@@ -246,8 +259,7 @@ def decoded_pairs(
         if source.rles is not None:
             mask = tf.numpy_function(decode_rles, [mask_input, shape[0], shape[1]], tf.uint8)
         else:
-            raw = tf.io.decode_image(tf.io.read_file(mask_input), expand_animations=False)
-            mask = raw[..., 0] // tf.cast(scale, raw.dtype)
+            mask = tf.numpy_function(_mask_file_reader(scale), [mask_input], tf.uint8)
         mask = tf.ensure_shape(mask, [None, None])
         same_size = tf.reduce_all(tf.shape(mask) == shape[:2])
         check = tf.stack([tf.cast(same_size, tf.int32), tf.cast(tf.reduce_max(mask), tf.int32)])

@@ -87,7 +87,9 @@ def _pixels(frame, pixel_shape, path, skip):
 
 
 def _image_paths(root, template, ids, what):
-    paths = [str(root / template.format(id=i)) for i in ids]
+    # `{id}` is the id as written, `{stem}` the id without its extension
+    # (Carvana: image "x_01.jpg", mask "x_01_mask.gif").
+    paths = [str(root / template.format(id=i, stem=Path(str(i)).stem)) for i in ids]
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""

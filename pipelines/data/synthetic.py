@@ -82,7 +82,7 @@ def colour(rng):
     return tuple(int(c) for c in np.round(255 * value * (0.25 + 0.75 * rgb)))
 
 
-def scene(rng, size=96, shapes=(1, 4), radius=(0.1, 0.3)):
+def scene(rng, size=64, shapes=(1, 3), radius=(0.15, 0.35)):
     """One scene: `shapes` = (min, max) shape count, `radius` as a fraction of `size`."""
     image = background(rng, size)
     mask = Image.new("L", (size, size), 0)

@@ -1,0 +1,162 @@
+"""Segmentation end to end: shapes-seg and a Carvana replica, readers, TTA, bad masks."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from kapps.segmentation import rle
+from tests.conftest import FAST, REPO
+from tests.replicas import carvana
+
+TINY = [*FAST, "data.image_size=[32,32]", "model.args.filters=4", "model.args.depth=2"]
+
+
+def generate_shapes(data_dir, train=48, test=8, size=32):
+    spec = importlib.util.spec_from_file_location(
+        "shapes_seg_prepare", REPO / "competitions" / "shapes-seg" / "prepare.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.generate(data_dir, train=train, test=test, size=size)
+    return Path(data_dir)
+
+
+@pytest.fixture
+def shapes(competition):
+    folder = competition("shapes-seg")
+    generate_shapes(folder / "data")
+    return folder
+
+
+def run_dir_of(result):
+    line = next(x for x in result.output.splitlines() if "runs/" in x and "run folder" in x)
+    return Path(line.split("│")[2].strip())
+
+
+def test_shapes_seg_runs_end_to_end_and_scores_its_submission(shapes, cli):
+    result = cli("run", shapes, *TINY)
+    assert result.exit_code == 0, result.output
+    assert "RLE order: F (column-major)" in result.output
+    run = next((shapes.parent.parent / "runs" / "shapes-seg").iterdir())
+    metrics = json.loads((run / "metrics.json").read_text())
+    validation, test = metrics["validation"], metrics["test"]
+    assert set(validation["dice_per_class"]) == {"background", "ellipse", "polygon", "blob"}
+    assert 0.0 <= validation["mean_dice"] <= 1.0 and 0.0 <= validation["mean_iou"] <= 1.0
+    assert 0.0 <= test["dice"] <= 1.0 and set(test["dice_per_class"]) == {
+        "ellipse",
+        "polygon",
+        "blob",
+    }
+    submission = pd.read_csv(run / "submission.csv", keep_default_na=False, dtype=str)
+    sample = pd.read_csv(shapes / "data" / "sample_submission.csv", dtype=str)
+    assert list(submission.columns) == ["id", "class", "predicted"]
+    assert (submission[["id", "class"]].to_numpy() == sample[["id", "class"]].to_numpy()).all()
+    for text in submission["predicted"]:
+        rle.parse(text, 32 * 32)  # every mask is valid at the test images' size
+    for plot in ("overlays.png", "dice_per_class.png", "curves.png"):
+        assert (run / plot).stat().st_size > 5_000
+    assert "rle_order: F" in (run / "config.yaml").read_text()
+    assert cli("submit", run).exit_code == 0
+
+
+def test_perfect_submission_scores_one_and_empty_one_less(shapes, cli):
+    from pipelines.config import load_config
+    from pipelines.tasks import get_task
+
+    cfg = load_config(shapes, ["data.rle_order=F"])
+    task = get_task(cfg)
+    task.test_data(Path("unused"))
+    answers = pd.read_csv(shapes / "data" / "solution.csv", dtype=str, keep_default_na=False)
+    assert task.score(answers, answers)["dice"] == 1.0
+    empty = task.score(answers.assign(predicted=""), answers)
+    share_empty = (answers["predicted"] == "").mean()
+    assert empty["dice"] == pytest.approx(share_empty)
+    assert empty["dice_per_class"] == {"ellipse": 0.0, "polygon": 0.0, "blob": 0.0}
+
+
+def test_carvana_replica_detects_row_major_and_submits_at_full_size(competition, cli):
+    folder = competition("carvana")
+    carvana(folder / "data")
+    overrides = [*FAST, "data.image_size=[32,48]", "model.args.filters=4", "data.cache=memory"]
+    result = cli("run", folder, *overrides)
+    assert result.exit_code == 0, result.output
+    assert "RLE order: C (row-major)" in result.output
+    run = next((folder.parent.parent / "runs" / "carvana").iterdir())
+    submission = pd.read_csv(run / "submission.csv", keep_default_na=False)
+    assert list(submission.columns) == ["img", "rle_mask"] and len(submission) == 4
+    for text in submission["rle_mask"]:
+        assert rle.decode(text, (56, 40), order="C").shape == (56, 40)  # original size
+    assert cli("submit", run).exit_code == 0
+
+
+@pytest.fixture
+def mask_folders(shapes):
+    """The shapes-seg data read from its mask PNGs instead of the RLE table."""
+    return shapes, [
+        "data.format=mask_folders",
+        "data.train=train",
+        "data.masks=train_masks/{id}_mask.png",
+        "data.rle_order=F",
+    ]
+
+
+def test_mask_folder_layout_trains(mask_folders, cli):
+    folder, layout = mask_folders
+    result = cli("train", folder, *TINY, *layout)
+    assert result.exit_code == 0, result.output
+    assert "validation mean_dice" in result.output
+
+
+def one_line_error(result):
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) <= 2, result.output  # rich may wrap one long line
+    return " ".join(lines)
+
+
+def test_mask_of_another_size_is_named(mask_folders, cli):
+    folder, layout = mask_folders
+    path = folder / "data" / "train_masks" / "00003_mask.png"
+    Image.fromarray(np.zeros((20, 32), np.uint8)).save(path)
+    message = one_line_error(cli("train", folder, *TINY, *layout))
+    assert "00003_mask.png is not the size of its image" in message
+
+
+def test_unknown_class_id_in_a_mask_is_named(mask_folders, cli):
+    folder, layout = mask_folders
+    path = folder / "data" / "train_masks" / "00005_mask.png"
+    Image.fromarray(np.full((32, 32), 7, np.uint8)).save(path)
+    message = one_line_error(cli("train", folder, *TINY, *layout))
+    assert "00005_mask.png holds class id 7" in message and "0..3" in message
+
+
+def test_malformed_rle_is_named_by_its_row(shapes, cli):
+    table = shapes / "data" / "train_masks.csv"
+    frame = pd.read_csv(table, dtype=str, keep_default_na=False)
+    frame.loc[10, "predicted"] = "5 3 2"
+    frame.to_csv(table, index=False)
+    message = one_line_error(cli("train", shapes, *TINY))
+    assert "row 12" in message and "malformed RLE" in message and "pairs" in message
+
+
+def test_unknown_class_name_is_named_by_its_row(shapes, cli):
+    table = shapes / "data" / "train_masks.csv"
+    frame = pd.read_csv(table, dtype=str, keep_default_na=False)
+    frame.loc[4, "class"] = "hexagon"
+    frame.to_csv(table, index=False)
+    message = one_line_error(cli("train", shapes, *TINY))
+    assert "row 6" in message and "'hexagon'" in message
+
+
+def test_rle_past_the_image_is_named(shapes, cli):
+    table = shapes / "data" / "train_masks.csv"
+    frame = pd.read_csv(table, dtype=str, keep_default_na=False)
+    frame.loc[0, "predicted"] = "1000 100"
+    frame.to_csv(table, index=False)
+    message = one_line_error(cli("train", shapes, *TINY))
+    assert "row 2" in message and "past the mask's 1024 pixels" in message
