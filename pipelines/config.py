@@ -85,6 +85,7 @@ class TrainConfig(Section):
     loss: Literal["ce", "dice", "dice_ce", "focal"] | None = None  # None: the task's default
     patience: int = Field(10, ge=0)  # early-stopping patience in epochs; 0 turns it off
     mixed_precision: Literal["off", "float16", "bfloat16"] = "off"  # mixed-precision policy
+    jit_compile: bool | None = None  # XLA-compile the train step; None: Keras decides (off on CPU)
     ema: bool = False  # evaluate and save the exponential moving average of the weights
     ema_momentum: float = Field(0.99, gt=0, lt=1)  # EMA momentum
     seed: int = 42  # seed of weights, split, shuffling and augmentation

@@ -86,5 +86,20 @@ def prepare(cfg, log=print):
         run_prepare_script(script, data_dir)
     if not cfg.data_path(cfg.data.sample_submission).is_file():
         raise DataError(f"{cfg.data_path(cfg.data.sample_submission)} is missing after prepare")
+    _report_rle_order(cfg, log)
     log(f"data ready in {data_dir}")
     return data_dir
+
+
+def _report_rle_order(cfg, log):
+    """Say which RLE order the training masks use, when known masks can tell."""
+    if cfg.data.format != "rle_csv" or not cfg.data.masks:
+        return
+    from pipelines.data.masks import detect_order, read_mask_source
+
+    configured = cfg.data.rle_order
+    cfg.data.rle_order = "auto"
+    _, how = detect_order(cfg, read_mask_source(cfg))
+    log(how)
+    if configured not in ("auto", cfg.data.rle_order):
+        log(f"[yellow]data.rle_order is {configured}, but the masks say {cfg.data.rle_order}[/]")

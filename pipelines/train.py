@@ -157,7 +157,10 @@ def train(cfg, log=print):
 def _fit(cfg, task, data, run_dir, monitor, mode, log):
     steps = math.ceil(data.train_size / cfg.train.batch_size)
     model = task.build_model()
-    model.compile(optimizer=build_optimizer(cfg.train, steps), **task.compile_args())
+    jit = "auto" if cfg.train.jit_compile is None else cfg.train.jit_compile
+    model.compile(
+        optimizer=build_optimizer(cfg.train, steps), jit_compile=jit, **task.compile_args()
+    )
     initial_epoch, best_so_far = _resume_point(run_dir, monitor, mode)
     if initial_epoch:
         log(f"resuming {run_dir} from epoch {initial_epoch + 1}")

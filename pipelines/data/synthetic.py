@@ -54,7 +54,7 @@ def outline(kind, rng, centre, radius):
         aspect = rng.uniform(0.45, 1.0)
         x, y = radius * np.cos(theta), radius * aspect * np.sin(theta)
     elif kind == "polygon":
-        corners = int(rng.integers(3, 6))
+        corners = int(rng.integers(3, 5))  # triangles and quadrilaterals: sharp corners
         theta = np.sort(
             np.linspace(0, 2 * np.pi, corners, endpoint=False)
             + rng.uniform(-0.25, 0.25, corners)
@@ -64,8 +64,9 @@ def outline(kind, rng, centre, radius):
     elif kind == "blob":
         theta = np.linspace(0, 2 * np.pi, 96, endpoint=False)
         wobble = np.ones_like(theta)
-        for k in (3, 4, 5):
-            wobble += rng.uniform(0.08, 0.2) * np.sin(k * theta + rng.uniform(0, 2 * np.pi))
+        lobes = int(rng.integers(3, 6))  # a few deep lobes, so concave where ellipses are not
+        wobble += rng.uniform(0.2, 0.3) * np.sin(lobes * theta + rng.uniform(0, 2 * np.pi))
+        wobble += rng.uniform(0.0, 0.1) * np.sin((lobes + 1) * theta + rng.uniform(0, 2 * np.pi))
         x, y = radius * wobble * np.cos(theta), radius * wobble * np.sin(theta)
     else:
         raise ValueError(f"unknown shape {kind!r}; one of {SHAPES}")
