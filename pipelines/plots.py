@@ -108,7 +108,9 @@ def plot_mask_overlays(images, truths, predictions, captions, class_names, path,
     """Rows of image | ground truth over the image | prediction over the image."""
     colours = _mask_colours(len(class_names))
     count = len(images)
-    fig, axes = plt.subplots(count, 3, figsize=(6.3, 2.1 * count), squeeze=False)
+    fig, axes = plt.subplots(
+        count, 3, figsize=(6.3, 2.1 * count + 0.8), squeeze=False, layout="constrained"
+    )
     for row, (image, truth, pred, caption) in enumerate(
         zip(images, truths, predictions, captions, strict=True)
     ):
@@ -129,7 +131,7 @@ def plot_mask_overlays(images, truths, predictions, captions, class_names, path,
         for k, name in enumerate(class_names)
         if k
     ]
-    fig.legend(handles=handles, loc="lower center", ncol=min(5, len(handles)), fontsize=8)
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(5, len(handles)), fontsize=8)
     fig.suptitle(title)
     _save(fig, path)
 

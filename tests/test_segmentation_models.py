@@ -46,7 +46,9 @@ def test_unet_depth_and_width_are_configurable(depth, filters):
 
 def test_batch_norm_adds_a_normalisation_after_every_3x3_convolution():
     plain = kapps.create_model("unet", input_shape=(32, 32, 3), filters=4, depth=2)
-    normed = kapps.create_model("unet", input_shape=(32, 32, 3), filters=4, depth=2, batch_norm=True)
+    normed = kapps.create_model(
+        "unet", input_shape=(32, 32, 3), filters=4, depth=2, batch_norm=True
+    )
     bns = [layer for layer in normed.layers if isinstance(layer, keras.layers.BatchNormalization)]
     convs = [layer for layer in plain.layers if type(layer) is keras.layers.Conv2D]
     assert len(bns) == len(convs) - 1  # all but the 1×1 head
@@ -57,9 +59,7 @@ def test_unet_rejects_sides_the_pooling_cannot_halve():
         kapps.create_model("unet", input_shape=(40, 40, 3))
 
 
-@pytest.mark.parametrize(
-    "encoder", ["resnet18", "mobilenet", "keras.applications/MobileNetV2"]
-)
+@pytest.mark.parametrize("encoder", ["resnet18", "mobilenet", "keras.applications/MobileNetV2"])
 def test_unet_on_an_encoder_takes_a_skip_at_each_stride(encoder):
     model = kapps.create_model(
         "unet", input_shape=(64, 64, 3), num_classes=4, encoder=encoder, decoder_filters=(8,) * 5
@@ -75,7 +75,11 @@ def test_unet_encoder_skips_can_be_named():
     encoder = kapps.create_model("resnet18", input_shape=(64, 64, 3), include_top=False)
     skips = ["conv1_relu", "conv3_block2_out", "conv5_block2_out"]
     model = kapps.create_model(
-        "unet", input_shape=(64, 64, 3), encoder=encoder, skip_layers=skips, decoder_filters=(8,) * 5
+        "unet",
+        input_shape=(64, 64, 3),
+        encoder=encoder,
+        skip_layers=skips,
+        decoder_filters=(8,) * 5,
     )
     concats = [layer for layer in model.layers if isinstance(layer, keras.layers.Concatenate)]
     assert sorted(c.output.shape[1] for c in concats) == [8, 32]

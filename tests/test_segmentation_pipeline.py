@@ -160,3 +160,80 @@ def test_rle_past_the_image_is_named(shapes, cli):
     frame.to_csv(table, index=False)
     message = one_line_error(cli("train", shapes, *TINY))
     assert "row 2" in message and "past the mask's 1024 pixels" in message
+
+
+def _task(shapes, *overrides):
+    from pipelines.config import load_config
+    from pipelines.tasks import get_task
+
+    return get_task(load_config(shapes, list(overrides)))
+
+
+def test_threshold_decides_binary_masks(shapes):
+    import tensorflow as tf
+
+    probs = tf.constant([[[[0.4, 0.6], [0.8, 0.2]]]])  # two pixels, P(foreground) .6 and .2
+    assert _task(shapes).labels(probs).numpy().tolist() == [[[1, 0]]]
+    high = _task(shapes, "submission.threshold=0.7")
+    assert high.labels(probs).numpy().tolist() == [[[0, 0]]]
+
+
+def test_flip_tta_averages_with_the_flipped_prediction(shapes):
+    import keras
+
+    inputs = keras.Input((1, 4, 1))
+    # Logits that depend on the column: class 1 grows to the right.
+    logits = keras.layers.Conv2D(2, (1, 4), padding="same", use_bias=False)(inputs)
+    model = keras.Model(inputs, logits)
+    ramp = np.arange(4, dtype="float32").reshape(1, 1, 4, 1)
+    plain = _task(shapes).probabilities(model, ramp).numpy()
+    averaged = _task(shapes, "submission.tta=true").probabilities(model, ramp).numpy()
+    flipped = _task(shapes).probabilities(model, ramp[:, :, ::-1]).numpy()[:, :, ::-1]
+    np.testing.assert_allclose(averaged, (plain + flipped) / 2, rtol=1e-6)
+    assert not np.allclose(plain, averaged)
+
+
+def test_augmentation_moves_image_and_mask_together():
+    import tensorflow as tf
+
+    from pipelines.config import AugmentConfig
+    from pipelines.data.augment import build_augmenter
+    from pipelines.data.masks import PairSet, batched_pairs
+
+    rng = np.random.default_rng(0)
+    masks = rng.integers(0, 4, (16, 24, 24)).astype("uint8").repeat(2, 1).repeat(2, 2)
+    images = np.repeat((masks * 60)[..., None], 3, -1).astype("uint8")
+    pairs = PairSet(
+        tf.data.Dataset.from_tensor_slices((images, masks, np.arange(16))), np.arange(16)
+    )
+    augment = build_augmenter(
+        AugmentConfig(flip="horizontal_and_vertical", rotation=0.1, zoom=0.2), seed=3
+    )
+    x, y = next(iter(batched_pairs(pairs, batch_size=16, augment=augment)))
+    agree = np.round(x.numpy()[..., 0] / 60) == y.numpy()
+    assert agree.mean() > 0.9  # only the bilinear image edges differ from the nearest mask
+    assert not np.array_equal(y.numpy(), masks)  # something moved
+
+
+def test_rle_writer_and_validator_hold_both_row_layouts():
+    from kapps.errors import SubmissionError
+    from pipelines.submit import rle_frame, validate_submission
+
+    wide_sample = pd.DataFrame({"img": ["a.jpg", "b.jpg"], "rle_mask": ["1 1", "1 1"]})
+    wide = rle_frame(["b.jpg", "a.jpg"], [["3 2"], [""]], ["car"], wide_sample, empty="-")
+    assert wide.to_dict("list") == {"img": ["a.jpg", "b.jpg"], "rle_mask": ["-", "3 2"]}
+    long_sample = pd.DataFrame(
+        {"id": ["a", "a", "b", "b"], "class": ["x", "y", "x", "y"], "predicted": [np.nan] * 4}
+    )
+    long = rle_frame(["a", "b"], [["1 2", ""], ["", "4 1"]], ["x", "y"], long_sample)
+    assert long["predicted"].tolist() == ["1 2", "", "", "4 1"]
+    validate_submission(long, long_sample, allow_empty=["predicted"])
+    with pytest.raises(SubmissionError, match="missing ids"):
+        validate_submission(
+            long.iloc[:3], long_sample.iloc[:3].assign(id="c"), allow_empty=["predicted"]
+        )
+    swapped = long.iloc[[1, 0, 2, 3]].reset_index(drop=True)
+    with pytest.raises(SubmissionError, match="not in the sample's order"):
+        validate_submission(swapped, long_sample, allow_empty=["predicted"])
+    with pytest.raises(SubmissionError, match="no prediction for sample ids"):
+        rle_frame(["a"], [["", ""]], ["x", "y"], long_sample)
