@@ -100,6 +100,7 @@ class SubmissionConfig(Section):
     metric: Literal["accuracy", "log_loss", "dice"] | None = None  # local score; None: by kind
     threshold: float = Field(0.5, gt=0, lt=1)  # binary masks: foreground probability cut-off
     tta: bool = False  # test-time augmentation: average with the flipped image's prediction
+    min_area: int = Field(0, ge=0)  # masks: drop predicted regions under this many pixels
 
 
 class RunConfig(Section):

@@ -126,11 +126,7 @@ def plot_mask_overlays(images, truths, predictions, captions, class_names, path,
         axes[row, 0].set_ylabel(caption, fontsize=8)
     for ax, heading in zip(axes[0], ("image", "ground truth", "prediction"), strict=True):
         ax.set_title(heading, fontsize=9)
-    handles = [
-        Patch(color=colours[k], label=str(name))
-        for k, name in enumerate(class_names)
-        if k
-    ]
+    handles = [Patch(color=colours[k], label=str(name)) for k, name in enumerate(class_names) if k]
     fig.legend(handles=handles, loc="outside lower center", ncol=min(5, len(handles)), fontsize=8)
     fig.suptitle(title)
     _save(fig, path)

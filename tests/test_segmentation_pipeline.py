@@ -186,9 +186,10 @@ def test_flip_tta_averages_with_the_flipped_prediction(shapes):
     logits = keras.layers.Conv2D(2, (1, 4), padding="same", use_bias=False)(inputs)
     model = keras.Model(inputs, logits)
     ramp = np.arange(4, dtype="float32").reshape(1, 1, 4, 1)
-    plain = _task(shapes).probabilities(model, ramp).numpy()
+    plain_task = _task(shapes, "submission.tta=false")
+    plain = plain_task.probabilities(model, ramp).numpy()
     averaged = _task(shapes, "submission.tta=true").probabilities(model, ramp).numpy()
-    flipped = _task(shapes).probabilities(model, ramp[:, :, ::-1]).numpy()[:, :, ::-1]
+    flipped = plain_task.probabilities(model, ramp[:, :, ::-1]).numpy()[:, :, ::-1]
     np.testing.assert_allclose(averaged, (plain + flipped) / 2, rtol=1e-6)
     assert not np.allclose(plain, averaged)
 
@@ -201,7 +202,7 @@ def test_augmentation_moves_image_and_mask_together():
     from pipelines.data.masks import PairSet, batched_pairs
 
     rng = np.random.default_rng(0)
-    masks = rng.integers(0, 4, (16, 24, 24)).astype("uint8").repeat(2, 1).repeat(2, 2)
+    masks = rng.integers(0, 4, (16, 4, 4)).astype("uint8").repeat(12, 1).repeat(12, 2)
     images = np.repeat((masks * 60)[..., None], 3, -1).astype("uint8")
     pairs = PairSet(
         tf.data.Dataset.from_tensor_slices((images, masks, np.arange(16))), np.arange(16)
@@ -237,3 +238,13 @@ def test_rle_writer_and_validator_hold_both_row_layouts():
         validate_submission(swapped, long_sample, allow_empty=["predicted"])
     with pytest.raises(SubmissionError, match="no prediction for sample ids"):
         rle_frame(["a"], [["", ""]], ["x", "y"], long_sample)
+
+
+def test_min_area_drops_stray_regions_only(shapes):
+    labels = np.zeros((12, 12), np.uint8)
+    labels[1:7, 1:7] = 1  # 36 pixels of class 1
+    labels[9:11, 9:11] = 2  # 4 stray pixels of class 2
+    labels[10, 1] = 1  # 1 stray pixel of class 1
+    kept = _task(shapes, "submission.min_area=5").remove_small_regions(labels)
+    assert kept.sum() == 36 and (kept[1:7, 1:7] == 1).all()
+    assert _task(shapes, "submission.min_area=0").remove_small_regions(labels) is labels

@@ -206,6 +206,7 @@ class PairSet:
     dataset: tf.data.Dataset  # (uint8 image (h, w, C), uint8 mask (h, w), row)
     rows: np.ndarray
     skipped: list = field(default_factory=list)
+    sizes: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # original sizes
 
     def __len__(self):
         return len(self.rows)
@@ -279,7 +280,7 @@ def decoded_pairs(
     dataset = dataset.map(lambda image, mask, row, check: (image, mask, row))
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(decoded)))
     skipped = [source.paths[i] for i in sorted(set(rows) - set(decoded))]
-    return PairSet(dataset, decoded, skipped)
+    return PairSet(dataset, decoded, skipped, source.sizes[decoded])
 
 
 def _raise_on_bad_masks(source, decoded, checks, num_classes):

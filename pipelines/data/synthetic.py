@@ -56,8 +56,7 @@ def outline(kind, rng, centre, radius):
     elif kind == "polygon":
         corners = int(rng.integers(3, 5))  # triangles and quadrilaterals: sharp corners
         theta = np.sort(
-            np.linspace(0, 2 * np.pi, corners, endpoint=False)
-            + rng.uniform(-0.25, 0.25, corners)
+            np.linspace(0, 2 * np.pi, corners, endpoint=False) + rng.uniform(-0.25, 0.25, corners)
         )
         stretch = rng.uniform(0.6, 1.0)
         x, y = radius * np.cos(theta), radius * stretch * np.sin(theta)
