@@ -97,3 +97,12 @@ def test_parse_override_values_as_yaml():
     assert parse_override("data.image_size=[28, 28]") == (["data", "image_size"], [28, 28])
     assert parse_override("train.ema=true") == (["train", "ema"], True)
     assert parse_override("run.name=a=b") == (["run", "name"], "a=b")
+
+
+def test_a_segmentation_loss_is_refused_for_classification():
+    from pipelines.tasks import get_task
+    from tests.conftest import REPO
+
+    cfg = load_config(REPO / "competitions" / "digits", ["train.loss=dice"])
+    with pytest.raises(ConfigError, match="train.loss 'dice' is a segmentation loss"):
+        get_task(cfg).compile_args()

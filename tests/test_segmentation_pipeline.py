@@ -135,31 +135,22 @@ def test_unknown_class_id_in_a_mask_is_named(mask_folders, cli):
     assert "00005_mask.png holds class id 7" in message and "0..3" in message
 
 
-def test_malformed_rle_is_named_by_its_row(shapes, cli):
+@pytest.mark.parametrize(
+    ("row", "column", "value", "expected"),
+    [
+        (10, "predicted", "5 3 2", ["row 12", "malformed RLE", "pairs"]),
+        (4, "class", "hexagon", ["row 6", "'hexagon'", "not one of data.classes"]),
+        (0, "predicted", "1000 100", ["row 2", "past the mask's 1024 pixels"]),
+    ],
+)
+def test_bad_rle_table_rows_are_named(shapes, cli, row, column, value, expected):
     table = shapes / "data" / "train_masks.csv"
     frame = pd.read_csv(table, dtype=str, keep_default_na=False)
-    frame.loc[10, "predicted"] = "5 3 2"
+    frame.loc[row, column] = value
     frame.to_csv(table, index=False)
     message = one_line_error(cli("train", shapes, *TINY))
-    assert "row 12" in message and "malformed RLE" in message and "pairs" in message
-
-
-def test_unknown_class_name_is_named_by_its_row(shapes, cli):
-    table = shapes / "data" / "train_masks.csv"
-    frame = pd.read_csv(table, dtype=str, keep_default_na=False)
-    frame.loc[4, "class"] = "hexagon"
-    frame.to_csv(table, index=False)
-    message = one_line_error(cli("train", shapes, *TINY))
-    assert "row 6" in message and "'hexagon'" in message
-
-
-def test_rle_past_the_image_is_named(shapes, cli):
-    table = shapes / "data" / "train_masks.csv"
-    frame = pd.read_csv(table, dtype=str, keep_default_na=False)
-    frame.loc[0, "predicted"] = "1000 100"
-    frame.to_csv(table, index=False)
-    message = one_line_error(cli("train", shapes, *TINY))
-    assert "row 2" in message and "past the mask's 1024 pixels" in message
+    for part in expected:
+        assert part in message
 
 
 def _task(shapes, *overrides):

@@ -6,8 +6,8 @@ that doubles the filters at each of four steps (64 → 1024), an expanding
 path of 2×2 up-convolutions that halve them, concatenation with the
 contracting path's feature map at each level, and a 1×1 convolution to the
 class scores. At the paper's size (one input channel, two classes) the
-network has 31,031,810 parameters: 31,030,593 convolution weights and
-biases in Fig. 1 (computed in the tests from the figure), plus nothing else.
+network has 31,030,658 parameters, the count the tests derive layer by layer
+from Fig. 1.
 Two deliberate differences, both common practice and both switchable: "same"
 padding so the output covers the whole input (the paper crops, its output is
 smaller than its input), and optional batch normalisation.

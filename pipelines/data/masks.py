@@ -17,7 +17,6 @@ with it, so augmentation and training never decode again.
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import tensorflow as tf
 from PIL import Image
 
@@ -219,7 +218,7 @@ def _mask_file_reader(scale):
     return read
 
 
-def _rle_decoder(order, num_classes):
+def _rle_decoder(order):
     def decode(rles, height, width):
         mask = np.zeros((height, width), np.uint8)
         for index, text in enumerate(rles):
@@ -249,7 +248,7 @@ def decoded_pairs(
     image_size = tuple(image_size)
     rows = np.arange(len(source), dtype=np.int64)
     masks = source.rles if source.rles is not None else np.asarray(source.mask_paths)
-    decode_rles = _rle_decoder(order, num_classes)
+    decode_rles = _rle_decoder(order)
 
     def load(path, mask_input, row):
         image = tf.io.decode_image(
@@ -320,8 +319,3 @@ def batched_pairs(pair_set, *, batch_size, shuffle=False, augment=None, seed=0):
         return images, tf.cast(tf.round(masks[..., 0]), tf.int32)
 
     return dataset.map(prepare, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
-
-
-def read_mask_test_ids(frame, id_column):
-    """Test image ids in first-seen order (a per-class sample repeats each id)."""
-    return pd.unique(frame[id_column])

@@ -76,8 +76,15 @@ class Task:
         raise NotImplementedError
 
     def monitor(self):
-        """`(metric, mode)` that chooses the best epoch, e.g. `("val_loss", "min")`."""
-        raise NotImplementedError
+        """`(metric, mode)` that chooses the best epoch: `train.monitor`, else val_loss.
+
+        Validation loss by default, not accuracy or Dice: on small validation
+        sets those saturate and tie, and the first perfect epoch is rarely the best.
+        """
+        name = self.cfg.train.monitor
+        if name:
+            return name, "min" if name.endswith("loss") else "max"
+        return "val_loss", "min"
 
     # After training ----------------------------------------------------------
     def evaluate(self, model: keras.Model, data: TrainingData, run_dir) -> dict:

@@ -5,7 +5,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, log_loss
 from sklearn.model_selection import train_test_split
 
-from kapps.errors import DataError, SubmissionError
+from kapps.errors import ConfigError, DataError, SubmissionError
 from pipelines.cam import write_cam_grid
 from pipelines.data import batched, decoded_images, read_test_source, read_train_source
 from pipelines.data.augment import build_augmenter
@@ -117,6 +117,11 @@ class ClassificationTask(Task):
         }
 
     def compile_args(self):
+        if self.cfg.train.loss not in (None, "ce"):
+            raise ConfigError(
+                f"train.loss {self.cfg.train.loss!r} is a segmentation loss; "
+                "classification trains with cross-entropy (ce)"
+            )
         return {
             "loss": keras.losses.CategoricalCrossentropy(
                 from_logits=True, label_smoothing=self.cfg.train.label_smoothing
@@ -127,14 +132,6 @@ class ClassificationTask(Task):
     def metric(self):
         sub = self.cfg.submission
         return sub.metric or ("log_loss" if sub.kind == "probability" else "accuracy")
-
-    def monitor(self):
-        if self.cfg.train.monitor:
-            name = self.cfg.train.monitor
-            return name, "min" if name.endswith("loss") else "max"
-        # Validation loss, not accuracy: on small validation sets accuracy
-        # saturates and ties, and the first perfect epoch is rarely the best.
-        return "val_loss", "min"
 
     # After training ----------------------------------------------------------
     def predict(self, model, dataset):

@@ -148,12 +148,6 @@ class SegmentationTask(Task):
             ],
         }
 
-    def monitor(self):
-        if self.cfg.train.monitor:
-            name = self.cfg.train.monitor
-            return name, "min" if name.endswith("loss") else "max"
-        return "val_loss", "min"
-
     # Prediction ---------------------------------------------------------------
     def probabilities(self, model, images):
         """Softmax class probabilities (B, h, w, K), averaged with the flipped image's."""
@@ -219,8 +213,9 @@ class SegmentationTask(Task):
     def evaluate(self, model, data, run_dir):
         confusion = np.zeros((self.num_classes, self.num_classes), np.int64)
         # Validation masks are at the model's size; min_area is at the images' own.
-        sizes = self._val_pairs_sizes()
-        scale = float(np.prod(self.cfg.data.image_size) / np.mean(np.prod(sizes, axis=1)))
+        scale = float(
+            np.prod(self.cfg.data.image_size) / np.mean(np.prod(self._val_pairs.sizes, axis=1))
+        )
         shown = []
         for images, masks in data.val:
             predicted = self.labels(self.probabilities(model, images)).numpy()
@@ -235,7 +230,7 @@ class SegmentationTask(Task):
                     shown.append((image, mask, pred))
         dice, iou = dice_scores(confusion), iou_scores(confusion)
         per_class = dict(zip(self.class_names, dice.tolist(), strict=True))
-        foreground = {k: v for k, v in list(per_class.items())[1:]}
+        foreground = dict(list(per_class.items())[1:])
         plot_bars(
             {k: (0.0 if np.isnan(v) else v) for k, v in per_class.items()},
             run_dir / "dice_per_class.png",
@@ -249,10 +244,6 @@ class SegmentationTask(Task):
             "pixel_accuracy": float(np.trace(confusion) / max(confusion.sum(), 1)),
             "dice_per_class": per_class,
         }
-
-    def _val_pairs_sizes(self):
-        pairs = self._val_pairs
-        return pairs.sizes if pairs is not None and len(pairs.sizes) else np.array([[1, 1]])
 
     def _plot_overlays(self, shown, path):
         captions = []
@@ -313,10 +304,8 @@ class SegmentationTask(Task):
 
 
 def _text(value, empty):
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return ""
-    text = str(value).strip()
-    return "" if text == empty else text
+    """The RLE of a cell, with the competition's empty token (e.g. "-") made blank."""
+    return "" if str(value).strip() == empty else value
 
 
 __all__ = ["SegmentationTask"]
