@@ -1,4 +1,4 @@
-"""The `kapps` command line: models | prepare | train | predict | submit | run.
+"""The `kapps` command line: models | prepare | train | predict | submit | run | generate.
 
 A user-caused failure (bad config, missing or corrupt file, invalid
 submission) prints one line and exits with status 2; anything else is a bug
@@ -69,7 +69,10 @@ def summary_table(metrics, title):
     rows = [
         ("run folder", metrics.get("run_dir")),
         ("model", f"{metrics.get('model')} ({metrics.get('params', 0):,} parameters)"),
-        ("images", f"{metrics.get('train_images')} train / {metrics.get('val_images')} validation"),
+        (
+            metrics.get("examples", "images"),
+            f"{metrics.get('train_images')} train / {metrics.get('val_images')} validation",
+        ),
         ("epochs", f"{metrics.get('epochs_run')} (best: {metrics.get('best_epoch')})"),
         ("train time", f"{metrics.get('train_seconds')} s"),
     ]
@@ -162,6 +165,43 @@ def run(competition: Competition, overrides: Overrides = None, override: Overrid
     metrics.update(predict_run(metrics["run_dir"], log=_log))
     title = f"{cfg.competition.name}: finished in {time.perf_counter() - start:.0f} s"
     console.print(summary_table(metrics, title))
+
+
+@app.command()
+@user_errors
+def generate(
+    run_dir: RunDir,
+    prompt: Annotated[str, typer.Option(help="text to continue")] = "",
+    max_tokens: Annotated[int | None, typer.Option(help="new tokens (generate.max_tokens)")] = None,
+    sampler: Annotated[
+        str | None, typer.Option(help="greedy | random | top_k | top_p | beam")
+    ] = None,
+    temperature: Annotated[float | None, typer.Option(help="sampling temperature")] = None,
+    top_k: Annotated[int | None, typer.Option(help="top_k: tokens to sample among")] = None,
+    top_p: Annotated[float | None, typer.Option(help="top_p: probability mass kept")] = None,
+    num_beams: Annotated[int | None, typer.Option(help="beam: beams kept")] = None,
+    seed: Annotated[int | None, typer.Option(help="sampling seed")] = None,
+):
+    """Continue a prompt with a text run's model, streaming tokens to the terminal."""
+    from pipelines.predict import generate_from_run
+
+    options = {
+        "max_tokens": max_tokens,
+        "sampler": sampler,
+        "temperature": temperature,
+        "top_k": top_k,
+        "top_p": top_p,
+        "num_beams": num_beams,
+        "seed": seed,
+    }
+    overrides = {k: v for k, v in options.items() if v is not None}
+    console.print(prompt, end="", style="dim", highlight=False, markup=False)
+
+    def show(piece):
+        console.print(piece, end="", highlight=False, markup=False, soft_wrap=True)
+
+    generate_from_run(run_dir, prompt, show, log=lambda m: errors.print(m, highlight=False), **overrides)
+    console.print()
 
 
 if __name__ == "__main__":

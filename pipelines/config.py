@@ -27,16 +27,16 @@ class Section(BaseModel):
 
 class CompetitionConfig(Section):
     name: str  # folder name under run.dir
-    task: Literal["classification", "segmentation"] = "classification"  # the task family
+    task: Literal["classification", "segmentation", "text"] = "classification"  # task family
     kaggle: str | None = None  # Kaggle slug `kapps prepare` downloads; None: made by prepare.py
     dir: str | None = None  # the competition folder; filled in when the config is loaded
 
 
 class DataConfig(Section):
     dir: str = "data"  # data folder, relative to the competition folder
-    format: Literal["pixel_csv", "class_folders", "csv_paths", "mask_folders", "rle_csv"] = (
-        "pixel_csv"  # train layout; the last two are segmentation's
-    )
+    format: Literal[
+        "pixel_csv", "class_folders", "csv_paths", "mask_folders", "rle_csv", "text"
+    ] = "pixel_csv"  # train layout; mask_folders and rle_csv: segmentation; text: a corpus
     train: str = "train.csv"  # pixel CSV, CSV of ids+labels, or folder of class folders
     train_images: str = "{id}"  # csv_paths: image path for a train id, relative to data.dir
     test: str = "test.csv"  # pixel CSV, or CSV listing test ids (often sample_submission.csv)
@@ -58,6 +58,14 @@ class DataConfig(Section):
     # (segmentation: the foreground classes, mask ids 1, 2, …; 0 is background)
     val_fraction: float = Field(0.1, gt=0, lt=1)  # stratified validation split of train
     cache: Literal["memory", "disk", "none"] = "memory"  # where decoded images are cached
+    # text: data.train is a text file, a folder of text files or a CSV (text_column);
+    # the validation split is the last val_fraction of the corpus by position
+    text_column: str = "text"  # text: the column of a CSV corpus
+    prompt_column: str = "prompt"  # text: the prompt column of data.test
+    tokenizer: Literal["char", "bpe", "unigram"] = "char"  # text: char, or SentencePiece subwords
+    vocab_size: int = Field(1000, ge=16)  # text: subword vocabulary size
+    seq_len: int = Field(128, ge=2)  # text: tokens per training window (the model's context)
+    ngram_order: int = Field(5, ge=1, le=12)  # text: order of the Kneser-Ney baseline
 
 
 class AugmentConfig(Section):
@@ -94,13 +102,28 @@ class TrainConfig(Section):
 
 
 class SubmissionConfig(Section):
-    kind: Literal["label", "probability", "rle"] = "label"  # what the target columns hold
+    kind: Literal["label", "probability", "rle", "text"] = "label"  # what target columns hold
     positive_class: Any = None  # probability with one target column: P(this class)
     clip: float = Field(0.0, ge=0, lt=0.5)  # probability: clip to [clip, 1 - clip]
     metric: Literal["accuracy", "log_loss", "dice"] | None = None  # local score; None: by kind
     threshold: float = Field(0.5, gt=0, lt=1)  # binary masks: foreground probability cut-off
     tta: bool = False  # test-time augmentation: average with the flipped image's prediction
     min_area: int = Field(0, ge=0)  # masks: drop predicted regions under this many pixels
+
+
+class GenerateConfig(Section):
+    """Text generation defaults for submissions, samples and `kapps generate`."""
+
+    max_tokens: int = Field(200, ge=1)  # new tokens per prompt
+    sampler: Literal["greedy", "random", "top_k", "top_p", "beam"] = "top_k"  # keras_hub sampler
+    temperature: float = Field(0.8, gt=0)  # logits are divided by it before sampling
+    top_k: int = Field(40, ge=1)  # top_k: sample among the k likeliest tokens
+    top_p: float = Field(0.9, gt=0, le=1)  # top_p: the smallest set with this probability
+    num_beams: int = Field(4, ge=1)  # beam: beams kept
+    seed: int = 42  # sampling seed
+    batch_size: int = Field(32, ge=1)  # prompts generated together
+    sample_tokens: int = Field(400, ge=1)  # tokens per sample in the run folder's samples.txt
+    sample_temperatures: list[float] = [0.5, 0.8, 1.0]  # samples.txt: one sample per temperature
 
 
 class RunConfig(Section):
@@ -115,20 +138,23 @@ class Config(Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     submission: SubmissionConfig = SubmissionConfig()
+    generate: GenerateConfig = GenerateConfig()
     run: RunConfig = RunConfig()
 
     @model_validator(mode="after")
     def _check_pixel_shape(self):
         if self.data.format == "pixel_csv" and self.data.pixel_shape is None:
             raise ValueError("data.pixel_shape is required when data.format is pixel_csv")
-        mask_formats = {"mask_folders", "rle_csv"}
-        segmentation = self.competition.task == "segmentation"
-        if segmentation != (self.data.format in mask_formats):
-            wanted = "mask_folders or rle_csv" if segmentation else "not a mask layout"
+        formats = {"segmentation": {"mask_folders", "rle_csv"}, "text": {"text"}}
+        task = self.competition.task
+        wanted = formats.get(task, {"pixel_csv", "class_folders", "csv_paths"})
+        if self.data.format not in wanted:
             raise ValueError(
-                f"data.format {self.data.format!r} does not fit a {self.competition.task} "
-                f"competition ({wanted})"
+                f"data.format {self.data.format!r} does not fit a {task} competition "
+                f"(one of {sorted(wanted)})"
             )
+        if task == "text" and self.data.answers:
+            raise ValueError("text competitions have no local score: remove data.answers")
         if self.data.format == "mask_folders" and not self.data.masks:
             raise ValueError(
                 "data.masks (the mask file of a train id) is required for mask_folders"

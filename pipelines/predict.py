@@ -66,3 +66,41 @@ def check_submission(run_dir, file=None):
     allow_empty = get_task(cfg).empty_columns(sample)
     validate_submission(frame, sample, path.name, allow_empty=allow_empty)
     return len(frame)
+
+
+def generate_from_run(run_dir, prompt, show, log=print, **overrides):
+    """Continue `prompt` with a text run's best model, calling `show` with each new piece.
+
+    Characters the tokenizer does not know are replaced by its unknown id, and
+    a request beyond the model's context slides the window; both are said.
+    Returns the generated text.
+    """
+    run_dir = Path(run_dir)
+    cfg = load_run(run_dir)
+    if cfg.competition.task != "text":
+        raise ConfigError(f"{run_dir} is a {cfg.competition.task} run; generate needs a text run")
+    if not (run_dir / BEST_MODEL).is_file():
+        raise ConfigError(f"{run_dir} has no {BEST_MODEL}; train it first")
+    task = get_task(cfg)
+    tokenizer = task.load_tokenizer(run_dir)
+    gen = task.generate_config(**overrides)
+    model = keras.saving.load_model(run_dir / BEST_MODEL)
+    unknown = tokenizer.unknown(prompt)
+    if unknown:
+        shown = ", ".join(repr(c) for c in unknown)
+        log(f"[yellow]not in the vocabulary, replaced by the unknown token: {shown}[/]")
+    limit = getattr(model, "max_length", None)
+    if limit and len(task.encode_prompt(prompt)) + gen.max_tokens > limit:
+        log(
+            f"[yellow]prompt + {gen.max_tokens} tokens exceed the context of {limit}: "
+            f"the window slides, the model sees the last {limit // 2} tokens[/]"
+        )
+    new_ids = []
+
+    def stream(token):
+        before = tokenizer.decode(new_ids)
+        new_ids.append(token)
+        show(tokenizer.decode(new_ids)[len(before) :])
+
+    (text,) = task.generate_texts(model, [prompt], stream=stream, **overrides)
+    return text

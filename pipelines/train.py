@@ -145,6 +145,7 @@ def train(cfg, log=print):
         epochs_run=len(history),
         best_epoch=best_epoch + 1,
         monitor=monitor,
+        examples=task.examples,
         train_images=data.train_size,
         val_images=data.val_size,
         skipped_files=data.skipped,

@@ -14,7 +14,7 @@ import pytest
 import kapps
 from tests.conftest import REPO
 
-DEFAULT = {"lenet5", "alexnet", "vgg16", "resnet18", "mobilenet_025", "vit_tiny16"}
+DEFAULT = {"lenet5", "alexnet", "vgg16", "resnet18", "mobilenet_025", "vit_tiny16", "gpt_nano"}
 
 SCRIPT = """
 import sys
@@ -26,15 +26,27 @@ assert keras.backend.backend() == "jax"
 assert "tensorflow" not in sys.modules, "kapps imported tensorflow"
 entry = kapps.get_entry(sys.argv[1])
 model = kapps.create_model(entry.name, **entry.test_kwargs)
-images = np.random.default_rng(0).uniform(0, 255, (2, *model.input_shape[1:])).astype("float32")
+rng = np.random.default_rng(0)
+if entry.task == "text":  # language models: token ids in, one logit vector per token
+    images = rng.integers(0, entry.test_kwargs["vocab_size"], (2, 12)).astype("int32")
+    targets, expected = np.roll(images, -1, axis=1), (2, 12, entry.test_kwargs["vocab_size"])
+    # Compiled generation on jax: cached and uncached greedy decoding agree.
+    from kapps.text import generate
+    cached = generate(model, [[1, 2, 3], [4]], 6)
+    assert cached == generate(model, [[1, 2, 3], [4]], 6, use_cache=False), cached
+    assert len(generate(model, [[1, 2]], 6, "top_p", seed=1)[0]) == 6
+    assert "tensorflow" not in sys.modules, "generation imported tensorflow"
+else:
+    images = rng.uniform(0, 255, (2, *model.input_shape[1:])).astype("float32")
+    targets, expected = np.array([0, 1]), (2, entry.test_kwargs["num_classes"])
 logits = np.asarray(model(images, training=False))
-assert logits.shape == (2, entry.test_kwargs["num_classes"]), logits.shape
+assert logits.shape == expected, logits.shape
 assert np.isfinite(logits).all()
 model.compile(
     optimizer=keras.optimizers.SGD(0.01),
     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
 )
-loss = float(model.train_on_batch(images, np.array([0, 1])))
+loss = float(model.train_on_batch(images, targets))
 assert np.isfinite(loss), loss
 print("ok", logits.shape, loss)
 """

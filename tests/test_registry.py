@@ -35,17 +35,27 @@ def registered(names):
     ]
 
 
+def example_inputs(entry, model, count, seed=0):
+    """Random raw images, or token ids for language models (16 tokens)."""
+    rng = np.random.default_rng(seed)
+    if entry.task == "text":
+        return rng.integers(0, entry.test_kwargs["vocab_size"], (count, 16)).astype("int32")
+    return rng.uniform(0, 255, (count, *model.input_shape[1:])).astype("float32")
+
+
 @pytest.mark.parametrize("name", registered(kapps.list_models()))
 def test_every_model_builds_predicts_and_trains(name):
     entry = kapps.get_entry(name)
     model = kapps.create_model(name, **entry.test_kwargs)
-    shape = model.input_shape[1:]
-    images = np.random.default_rng(0).uniform(0, 255, (4, *shape)).astype("float32")
+    images = example_inputs(entry, model, 4)
+    shape = images.shape[1:]
     outputs = model.predict(images, verbose=0)
-    classes = entry.test_kwargs["num_classes"]
-    # Classifiers give one logit vector per image, segmenters one per pixel.
+    classes = entry.test_kwargs.get("num_classes") or entry.test_kwargs["vocab_size"]
+    # Classifiers give one logit vector per image, segmenters one per pixel,
+    # language models one per token.
     per_pixel = entry.task == "segmentation"
-    assert outputs.shape == ((4, *shape[:2], classes) if per_pixel else (4, classes))
+    expected = {"segmentation": (4, *shape[:2], classes), "text": (4, 16, classes)}
+    assert outputs.shape == expected.get(entry.task, (4, classes))
     assert np.isfinite(outputs).all()
     model.compile(
         optimizer=keras.optimizers.SGD(0.01),
@@ -55,6 +65,8 @@ def test_every_model_builds_predicts_and_trains(name):
     targets = np.arange(4) % classes
     if per_pixel:
         targets = np.random.default_rng(0).integers(0, classes, (4, *shape[:2]))
+    if entry.task == "text":
+        targets = np.roll(images, -1, axis=1)
     loss = model.train_on_batch(images, targets)
     assert np.isfinite(loss)
     assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights(), strict=True))
@@ -64,7 +76,7 @@ def test_every_model_builds_predicts_and_trains(name):
 def test_every_model_round_trips_through_keras_file(name, tmp_path):
     entry = kapps.get_entry(name)
     model = kapps.create_model(name, **entry.test_kwargs)
-    images = np.random.default_rng(1).uniform(0, 255, (2, *model.input_shape[1:]))
+    images = example_inputs(entry, model, 2, seed=1)
     path = tmp_path / f"{name}.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)

@@ -20,10 +20,21 @@ from keras import ops
 SAMPLERS = ("greedy", "random", "top_k", "top_p", "beam")
 
 
-def make_sampler(name="greedy", *, temperature=1.0, top_k=40, top_p=0.9, num_beams=4, seed=None):
-    """A `keras_hub.samplers` sampler by name."""
+def make_sampler(
+    name="greedy",
+    *,
+    temperature=1.0,
+    top_k=40,
+    top_p=0.9,
+    num_beams=4,
+    seed=None,
+    vocab_size=None,
+):
+    """A `keras_hub.samplers` sampler by name (`top_k` is capped at `vocab_size`)."""
     from keras_hub import samplers
 
+    if vocab_size:
+        top_k = min(top_k, vocab_size)
     if name == "greedy":
         return samplers.GreedySampler(temperature=temperature)
     if name == "random":
@@ -171,7 +182,8 @@ def generate(
     if any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token")
     if isinstance(sampler, str):
-        sampler = make_sampler(sampler, **sampler_args)
+        vocab_size = getattr(model, "vocab_size", None)
+        sampler = make_sampler(sampler, vocab_size=vocab_size, **sampler_args)
     limit = getattr(model, "max_length", None)
     longest = max(len(p) for p in prompts)
     if limit is None or longest + max_new_tokens <= limit:

@@ -3,8 +3,9 @@
 from pipelines.tasks.base import Task, TrainingData
 from pipelines.tasks.classification import ClassificationTask
 from pipelines.tasks.segmentation import SegmentationTask
+from pipelines.tasks.text import TextTask
 
-TASKS = {task.name: task for task in (ClassificationTask, SegmentationTask)}
+TASKS = {task.name: task for task in (ClassificationTask, SegmentationTask, TextTask)}
 
 
 def get_task(cfg):

@@ -30,6 +30,7 @@ class Task:
     """
 
     name: ClassVar[str]
+    examples: ClassVar[str] = "images"  # what one training example is, for the run summary
 
     def __init__(self, cfg):
         self.cfg = cfg
