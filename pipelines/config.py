@@ -259,6 +259,8 @@ def _describe(error):
         return f"unknown config key {key!r}{hint}"
     if error["type"] == "missing":
         return f"config key {key!r} is required"
+    if not loc:  # a check across keys: the message names them, the input is everything
+        return error["msg"].removeprefix("Value error, ")
     return f"{key}: {error['msg']} (got {error.get('input')!r})"
 
 

@@ -127,7 +127,7 @@ def test_generate_rejects_bad_options_in_one_line(pydoc_run, cli, args, message)
 
 
 def test_generate_needs_a_text_run(digits_run, cli):
-    result = cli("generate", digits_run["run_dir"], "--prompt", "x")
+    result = cli("generate", digits_run[0], "--prompt", "x")
     assert result.exit_code == 2 and "needs a text run" in result.output
 
 
@@ -208,7 +208,7 @@ def test_char_tokenizer_round_trip_and_unknown(tmp_path):
 @pytest.mark.parametrize("kind", ["bpe", "unigram"])
 def test_subword_tokenizers_train_offline_and_round_trip(tmp_path, kind):
     text = _prepare_module("pydoc-text").corpus()[:60_000]
-    tokenizer = fit_tokenizer(text, kind, 300, tmp_path)
+    tokenizer = fit_tokenizer(text, kind, 600, tmp_path)
     sample = text[50_000:51_000]
     ids = tokenizer.encode(sample)
     assert tokenizer.decode(ids) == sample
@@ -282,5 +282,5 @@ def test_text_configs_refuse_image_layouts(tmp_path):
     from pipelines.config import load_config
 
     with pytest.raises(ConfigError, match="does not fit a text competition"):
-        load_config(REPO / "competitions" / "pydoc-text", ["data.format=pixel_csv"])
+        load_config(REPO / "competitions" / "pydoc-text", ["data.format=class_folders"])
     assert Path(REPO / "competitions" / "shakespeare" / "README.md").is_file()

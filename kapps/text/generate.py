@@ -89,7 +89,7 @@ def _compiled(model, sampler, use_cache):
     if backend == "tensorflow":
         import tensorflow as tf  # only under the tensorflow backend
 
-        compiled = tf.function(run, jit_compile=True)
+        compiled = tf.function(run, jit_compile=True, autograph=False)
     elif backend == "jax":
         import jax
 

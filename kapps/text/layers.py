@@ -26,7 +26,8 @@ class PositionEmbedding(keras.layers.Layer):
 
     def call(self, inputs, start=0):
         length = ops.shape(inputs)[1]
-        table = ops.slice(self.embeddings, (start, 0), (length, ops.shape(self.embeddings)[1]))
+        embeddings = ops.convert_to_tensor(self.embeddings)
+        table = ops.slice(embeddings, (start, 0), (length, ops.shape(embeddings)[1]))
         return ops.cast(table[None], self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
