@@ -200,7 +200,10 @@ def generate(
     def show(piece):
         console.print(piece, end="", highlight=False, markup=False, soft_wrap=True)
 
-    generate_from_run(run_dir, prompt, show, log=lambda m: errors.print(m, highlight=False), **overrides)
+    def warn(message):
+        errors.print(message, highlight=False)
+
+    generate_from_run(run_dir, prompt, show, log=warn, **overrides)
     console.print()
 
 

@@ -24,7 +24,8 @@ class KneserNey:
     def fit(self, tokens):
         tokens = [int(t) for t in tokens]
         grams = {
-            k: Counter(zip(*(tokens[i:] for i in range(k)))) for k in range(1, self.order + 1)
+            k: Counter(zip(*(tokens[i:] for i in range(k)), strict=False))
+            for k in range(1, self.order + 1)
         }
         self.counts = {}
         for k in range(1, self.order + 1):

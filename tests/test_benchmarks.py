@@ -16,7 +16,21 @@ def test_generate_benchmark_runs_at_tiny_size():
     from benchmarks.generate import main
 
     rows, speed = main(
-        ["--new", "8", "--repeats", "1", "--vocab", "32", "--layers", "1", "--width", "16",
-         "--heads", "2", "--context", "32"]
+        [
+            "--new",
+            "8",
+            "--repeats",
+            "1",
+            "--vocab",
+            "32",
+            "--layers",
+            "1",
+            "--width",
+            "16",
+            "--heads",
+            "2",
+            "--context",
+            "32",
+        ]
     )
     assert len(rows) == 2 + 4 and all(value > 0 for value in speed.values())

@@ -148,7 +148,22 @@ def test_shakespeare_replica_trains_a_char_rnn(competition, cli):
     data = folder / "data"
     data.mkdir()
     rng = np.random.default_rng(0)
-    words = "thou art my lord and I shall speak the king of love night day".split()
+    words = [
+        "thou",
+        "art",
+        "my",
+        "lord",
+        "and",
+        "I",
+        "shall",
+        "speak",
+        "the",
+        "king",
+        "of",
+        "love",
+        "night",
+        "day",
+    ]
     speeches = [
         f"{rng.choice(['ROMEO', 'JULIET', 'KING HENRY VI'])}:\n"
         + " ".join(rng.choice(words, 12))

@@ -10,9 +10,9 @@ Deterministic: the same files every time on the same Python version.
 """
 
 from pathlib import Path
+from pydoc_data.topics import topics
 
 import pandas as pd
-from pydoc_data.topics import topics
 
 PROMPTS, PROMPT_WORDS, VAL_FRACTION = 20, 6, 0.1
 FILES = ("train.txt", "test.csv", "sample_submission.csv")

@@ -71,11 +71,31 @@ def _loop(model, sampler, use_cache, stream=None, prompt_length=None):
             cache, hidden = ops.zeros((1,)), None
             start = ops.min(ops.sum(ops.cast(mask, "int32"), axis=1))
         return sampler(
-            next=next_token, prompt=token_ids, cache=cache, index=start, mask=mask,
+            next=next_token,
+            prompt=token_ids,
+            cache=cache,
+            index=start,
+            mask=mask,
             hidden_states=hidden,
         )
 
     return run, streamed
+
+
+def _shared_sampler(model, name, args):
+    """One sampler per model and settings, so its compiled loop is reused.
+
+    Its random state restarts at every call: the same seed gives the same text.
+    """
+    samplers = model.__dict__.setdefault("_kapps_samplers", {})
+    key = (name, tuple(sorted(args.items())))
+    if key not in samplers:
+        sampler = make_sampler(name, vocab_size=getattr(model, "vocab_size", None), **args)
+        samplers[key] = (sampler, [ops.convert_to_numpy(v) for v in sampler.variables])
+    sampler, initial = samplers[key]
+    for variable, value in zip(sampler.variables, initial, strict=True):
+        variable.assign(value)
+    return sampler
 
 
 def _compiled(model, sampler, use_cache):
@@ -96,14 +116,15 @@ def _compiled(model, sampler, use_cache):
         def stateless(state, token_ids, mask):
             sampler_values, trainable, non_trainable = state
             mapping = itertools.chain(
-                zip(sampler.variables, sampler_values),
-                zip(model.trainable_variables, trainable),
-                zip(model.non_trainable_variables, non_trainable),
+                zip(sampler.variables, sampler_values, strict=True),
+                zip(model.trainable_variables, trainable, strict=True),
+                zip(model.non_trainable_variables, non_trainable, strict=True),
             )
             with keras.StatelessScope(state_mapping=mapping) as scope:
                 out = run(token_ids, mask)
             values = [scope.get_current_value(v) for v in sampler.variables]
-            return out, [n if n is not None else v.value for n, v in zip(values, sampler.variables)]
+            pairs = zip(values, sampler.variables, strict=True)
+            return out, [new if new is not None else v.value for new, v in pairs]
 
         jitted = jax.jit(stateless)
 
@@ -114,7 +135,7 @@ def _compiled(model, sampler, use_cache):
                 [v.value for v in model.non_trainable_variables],
             )
             out, values = jitted(state, token_ids, mask)
-            for variable, value in zip(sampler.variables, values):
+            for variable, value in zip(sampler.variables, values, strict=True):
                 variable.assign(value)
             return out
     else:  # torch
@@ -182,8 +203,7 @@ def generate(
     if any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token")
     if isinstance(sampler, str):
-        vocab_size = getattr(model, "vocab_size", None)
-        sampler = make_sampler(sampler, vocab_size=vocab_size, **sampler_args)
+        sampler = _shared_sampler(model, sampler, sampler_args)
     limit = getattr(model, "max_length", None)
     longest = max(len(p) for p in prompts)
     if limit is None or longest + max_new_tokens <= limit:

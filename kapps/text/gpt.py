@@ -137,8 +137,13 @@ class GPT(keras.Model):
 @register_model(
     task="text",
     variants={name: {"variant": name} for name in VARIANTS},
-    test_kwargs={"vocab_size": 23, "max_length": 16, "num_layers": 2, "hidden_dim": 16,
-                 "num_heads": 2},
+    test_kwargs={
+        "vocab_size": 23,
+        "max_length": 16,
+        "num_layers": 2,
+        "hidden_dim": 16,
+        "num_heads": 2,
+    },
 )
 def gpt(
     vocab_size=50257,

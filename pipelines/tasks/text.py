@@ -6,12 +6,11 @@ import math
 import keras
 import numpy as np
 import pandas as pd
-
 from pydantic import ValidationError
 
 from kapps.errors import ConfigError
 from kapps.registry import get_entry
-from kapps.text.generate import generate, make_sampler
+from kapps.text.generate import generate
 from pipelines.config import GenerateConfig
 from pipelines.data.sources import read_csv, require_columns, submission_id_column
 from pipelines.data.text import (
@@ -122,14 +121,12 @@ class TextTask(Task):
             "top_p": gen.top_p,
             "num_beams": gen.num_beams,
             "seed": gen.seed,
-            "vocab_size": self.tokenizer.vocab_size,
         }
-        sampler = make_sampler(gen.sampler, **args)
         max_tokens = max_tokens or gen.max_tokens
         texts = []
         for start in range(0, len(prompts), gen.batch_size):
             batch = [self.encode_prompt(p) for p in prompts[start : start + gen.batch_size]]
-            new = generate(model, batch, max_tokens, sampler, stream=stream)
+            new = generate(model, batch, max_tokens, gen.sampler, stream=stream, **args)
             texts += [self.tokenizer.decode(ids) for ids in new]
         return texts
 
