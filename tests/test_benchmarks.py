@@ -12,6 +12,7 @@ def test_builder_parity_runs_at_tiny_size():
     assert all(float(row.rsplit("|", 2)[1]) > 0 for row in rows[2:])
 
 
+@pytest.mark.slow
 def test_generate_benchmark_runs_at_tiny_size():
     from benchmarks.generate import main
 

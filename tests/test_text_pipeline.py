@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -42,10 +43,11 @@ def _prepare_module(slug):
     return module
 
 
-@pytest.fixture
-def pydoc(competition):
+def _pydoc_folder(folder):
     """pydoc-text with its corpus cut to the first 24,000 characters."""
-    folder = competition("pydoc-text")
+    shutil.copytree(
+        REPO / "competitions" / "pydoc-text", folder, ignore=shutil.ignore_patterns("data")
+    )
     module = _prepare_module("pydoc-text")
     data = folder / "data"
     data.mkdir()
@@ -58,15 +60,28 @@ def pydoc(competition):
     return folder
 
 
+@pytest.fixture
+def pydoc(workdir):
+    return _pydoc_folder(workdir / "competitions" / "pydoc-text")
+
+
 def run_folder(root, slug):
     return next((root.parent.parent / "runs" / slug).iterdir())
 
 
-@pytest.fixture
-def pydoc_run(pydoc, cli):
-    result = cli("run", pydoc, *TINY)
+@pytest.fixture(scope="module")
+def pydoc_run(tmp_path_factory):
+    """One tiny pydoc-text run, shared by the tests that only read it or generate."""
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    root = tmp_path_factory.mktemp("pydoc")
+    folder = _pydoc_folder(root / "competitions" / "pydoc-text")
+    args = ["run", str(folder), *TINY, f"run.dir={root / 'runs'}"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    return run_folder(pydoc, "pydoc-text"), result
+    return run_folder(folder, "pydoc-text"), result
 
 
 def test_pydoc_text_runs_end_to_end(pydoc_run):
