@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 import kapps
-from kapps.text import generate
+from pipelines.generate import generate
 
 PROMPT = 16
 

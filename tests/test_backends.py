@@ -35,7 +35,7 @@ if entry.task == "text":  # language models: token ids in, one logit vector per 
     images = rng.integers(0, entry.test_kwargs["vocab_size"], (2, 12)).astype("int32")
     targets, expected = np.roll(images, -1, axis=1), (2, 12, entry.test_kwargs["vocab_size"])
     # Compiled generation on jax: cached and uncached greedy decoding agree.
-    from kapps.text import generate
+    from pipelines.generate import generate
     cached = generate(model, [[1, 2, 3], [4]], 6)
     assert cached == generate(model, [[1, 2, 3], [4]], 6, use_cache=False), cached
     assert len(generate(model, [[1, 2]], 6, "top_p", seed=1)[0]) == 6

@@ -6,7 +6,7 @@ import pytest
 
 import kapps
 from kapps.errors import ConfigError
-from kapps.text import SAMPLERS, generate
+from pipelines.generate import SAMPLERS, generate, make_sampler
 
 VOCAB = 29
 
@@ -118,6 +118,6 @@ def test_bad_sizes_and_samplers_are_clear_errors():
     with pytest.raises(ConfigError, match="cell"):
         kapps.create_model("char_rnn", cell="transformer")
     with pytest.raises(ValueError, match="sampler"):
-        kapps.text.make_sampler("nucleus")
+        make_sampler("nucleus")
     with pytest.raises(ValueError, match="at least one token"):
         generate(kapps.create_model("char_rnn", units=4), [[]], 3)

@@ -10,7 +10,6 @@ from pydantic import ValidationError
 
 from kapps.errors import ConfigError
 from kapps.registry import get_entry
-from kapps.text.generate import generate
 from pipelines.config import GenerateConfig
 from pipelines.data.sources import read_csv, require_columns, submission_id_column
 from pipelines.data.text import (
@@ -21,6 +20,7 @@ from pipelines.data.text import (
     window_count,
     windows,
 )
+from pipelines.generate import generate
 from pipelines.ngram import ngram_baseline
 from pipelines.runs import write_text
 from pipelines.tasks.base import Task, TrainingData

@@ -1,5 +1,7 @@
 """Text generation for kapps language models through `keras_hub.samplers`.
 
+Here, not in kapps/, because it imports keras-hub and, under its backend, TensorFlow.
+
 A model offers `build_cache(token_ids, padding_mask)` and
 `call_with_cache(token_ids, cache, index)`; the sampler calls a next-token
 function over them. The loop is compiled once per shape the way keras-hub
