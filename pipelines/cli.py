@@ -1,4 +1,4 @@
-"""The `kapps` command line: models | prepare | train | predict | submit | run | generate.
+"""The `kapps` command line: models | prepare | train | predict | submit | run | tune | generate.
 
 A user-caused failure (bad config, missing or corrupt file, invalid
 submission) prints one line and exits with status 2; anything else is a bug
@@ -165,6 +165,108 @@ def run(competition: Competition, overrides: Overrides = None, override: Overrid
     metrics.update(predict_run(metrics["run_dir"], log=_log))
     title = f"{cfg.competition.name}: finished in {time.perf_counter() - start:.0f} s"
     console.print(summary_table(metrics, title))
+
+
+@app.command()
+@user_errors
+def tune(
+    competition: Competition,
+    overrides: Overrides = None,
+    override: OverrideFiles = None,
+    trials: Annotated[int | None, typer.Option(help="trials the study should hold")] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Optuna storage: sqlite:///FILE, journal:FILE, postgresql://… "
+            "(default: journal:<out>/study.log)"
+        ),
+    ] = None,
+    study_name: Annotated[
+        str | None, typer.Option(help="study name (default: the competition's)")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="worker processes on this machine")] = 1,
+    sampler: Annotated[str | None, typer.Option(help="tpe | random | cmaes")] = None,
+    pruner: Annotated[str | None, typer.Option(help="median | hyperband | none")] = None,
+    metric: Annotated[str | None, typer.Option(help="metric to optimise, e.g. val_loss")] = None,
+    direction: Annotated[str | None, typer.Option(help="minimize | maximize")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="stop starting trials after this many seconds")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="tune folder (default: runs/<competition>/tune)")
+    ] = None,
+    worker_index: Annotated[int | None, typer.Option(hidden=True)] = None,
+):
+    """Tune the competition with Optuna over its tune.space; writes best.yaml for --override."""
+    from pipelines.prepare import prepare as prepare_data
+    from pipelines.tune import open_study, optimize, report, run_workers
+
+    sugar = {
+        "trials": trials,
+        "sampler": sampler,
+        "pruner": pruner,
+        "metric": metric,
+        "direction": direction,
+    }
+    settings = [f"tune.{k}={v}" for k, v in sugar.items() if v is not None]
+    all_overrides = [*(overrides or ()), *settings]
+    cfg = _config(competition, all_overrides, override)
+    child = worker_index is not None
+    if not child:
+        prepare_data(cfg, log=_log)
+    session = open_study(
+        cfg, study_name, storage, out, worker_index=worker_index or 0, workers=workers
+    )
+    name = session.study.study_name
+    if child:
+        optimize(session, timeout, log=lambda line: _log(f"[dim]w{worker_index}[/] {line}"))
+        return
+    _log(
+        f"study {name!r} in {session.storage_url}: {cfg.tune.trials} trials, "
+        f"{session.direction} {session.metric}"
+    )
+    start = time.perf_counter()
+    if workers > 1:
+        args = [str(competition), *all_overrides]
+        args += [f"--override={f}" for f in override or ()]
+        args += [
+            "--storage",
+            session.storage_url,
+            "--study-name",
+            name,
+            "--out",
+            str(session.out_dir),
+        ]
+        args += ["--timeout", str(timeout)] if timeout else []
+        run_workers(workers, args, log=_log)
+    else:
+        optimize(session, timeout, log=_log)
+    result = report(session)
+    console.print(tune_table(session, result, time.perf_counter() - start))
+    for path in result.files:
+        _log(f"wrote {path}")
+    if result.best is not None:
+        best = session.out_dir / "best.yaml"
+        _log(f"retrain the best: kapps train {competition} --override {best}")
+
+
+def tune_table(session, result, seconds):
+    """The best trials of a study as a rich table."""
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(result.counts.items()))
+    title = f"study {session.study.study_name!r}: {counts} ({seconds:.0f} s)"
+    table = Table(title=title, show_header=True, header_style="bold")
+    for column in ("trial", session.metric, "epochs", "parameters", "run folder"):
+        table.add_column(column, overflow="fold")
+    for trial in result.top:
+        params = "\n".join(f"{k} = {_value(v)}" for k, v in trial.params.items())
+        epochs = str(len(trial.intermediate_values))
+        run_dir = Path(trial.user_attrs.get("run_dir", "")).name
+        table.add_row(str(trial.number), f"{trial.value:.4f}", epochs, params, run_dir)
+    return table
+
+
+def _value(value):
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 @app.command()

@@ -126,6 +126,56 @@ class GenerateConfig(Section):
     sample_temperatures: list[float] = [0.5, 0.8, 1.0]  # samples.txt: one sample per temperature
 
 
+class ParamSpace(Section):
+    """One searched key of `tune.space`, e.g. `train.lr: {type: float, low: 1e-4, high: 1e-2,
+    log: true}`; `when: {model.name: lenet5}` samples it only when that holds."""
+
+    type: Literal["float", "int", "categorical"]  # what is sampled
+    low: float | None = None  # float, int: smallest value
+    high: float | None = None  # float, int: largest value (inclusive)
+    log: bool = False  # float, int: sample on a log scale (low > 0)
+    step: float | None = None  # float, int: grid step (not with log)
+    choices: list[Any] | None = None  # categorical: the values
+    when: dict[str, Any] | None = None  # key → value (or list of values) that must hold
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical entry needs a non-empty `choices` list")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"a {self.type} entry needs `low` and `high`")
+        if self.low > self.high:
+            raise ValueError(f"low {self.low} is above high {self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError("a log-scale entry needs low > 0")
+        if self.log and self.step is not None:
+            raise ValueError("`step` and `log` cannot be used together")
+        if self.type == "int" and not (
+            float(self.low).is_integer() and float(self.high).is_integer()
+        ):
+            raise ValueError("an int entry needs whole-number low and high")
+        return self
+
+
+class TuneConfig(Section):
+    """`kapps tune`: an Optuna study over `space`; each trial is a run with those values."""
+
+    space: dict[str, ParamSpace] = {}  # config key (e.g. train.lr, model.args.width) → range
+    trials: int = Field(20, ge=1)  # trials the study should hold (finished, pruned or failed)
+    metric: str | None = None  # per-epoch metric to optimise; None: the task's (val_accuracy…)
+    direction: Literal["minimize", "maximize"] | None = None  # None: the task's for its metric
+    sampler: Literal["tpe", "random", "cmaes"] = "tpe"  # Optuna sampler
+    pruner: Literal["median", "hyperband", "none"] = "median"  # stops unpromising trials early
+    epochs: int | None = Field(None, ge=1)  # epochs per trial; None: train.epochs
+    startup_trials: int = Field(5, ge=0)  # trials sampled at random and never pruned
+    warmup_epochs: int = Field(1, ge=0)  # median pruner: epochs before a trial can be pruned
+    seed: int | None = None  # sampler seed; None: train.seed
+    heartbeat: int = Field(30, ge=1)  # seconds between a running trial's heartbeats
+    max_retry: int = Field(2, ge=0)  # re-queues of a trial whose worker died
+
+
 class RunConfig(Section):
     dir: str = "runs"  # runs are written to <dir>/<competition.name>/<name>
     name: str | None = None  # None: model name + config hash, so a re-run resumes
@@ -139,6 +189,7 @@ class Config(Section):
     train: TrainConfig = TrainConfig()
     submission: SubmissionConfig = SubmissionConfig()
     generate: GenerateConfig = GenerateConfig()
+    tune: TuneConfig = TuneConfig()
     run: RunConfig = RunConfig()
 
     @model_validator(mode="after")
@@ -155,6 +206,10 @@ class Config(Section):
             )
         if task == "text" and self.data.answers:
             raise ValueError("text competitions have no local score: remove data.answers")
+        for key, entry in self.tune.space.items():
+            check_tunable_key(key, "tune.space")
+            for condition in entry.when or {}:
+                check_tunable_key(condition, f"tune.space.{key}.when", tunable=False)
         if self.data.format == "mask_folders" and not self.data.masks:
             raise ValueError(
                 "data.masks (the mask file of a train id) is required for mask_folders"
@@ -175,7 +230,7 @@ class Config(Section):
 
     def fingerprint(self):
         """A short hash of everything that changes what a run computes."""
-        payload = self.model_dump(mode="json", exclude={"run": True})
+        payload = self.model_dump(mode="json", exclude={"run": True, "tune": True})
         return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
 
     def run_name(self):
@@ -248,6 +303,31 @@ def _fields_at(loc):
             return []
         model = annotation
     return list(model.model_fields)
+
+
+def check_tunable_key(key, where, tunable=True):
+    """Raise `ValueError` unless `key` (e.g. "train.lr") names a value of the schema.
+
+    Keys under a free-form mapping (`model.args.width`) are accepted as they are.
+    """
+    parts = key.split(".")
+    if tunable and parts[0] in ("tune", "run", "competition"):
+        raise ValueError(f"{where}: {key!r} cannot be tuned (it is not part of a trial's run)")
+    model = Config
+    for i, part in enumerate(parts):
+        fields = model.model_fields
+        if part not in fields:
+            close = difflib.get_close_matches(part, list(fields), n=1, cutoff=0.5)
+            hint = f"; did you mean {'.'.join(parts[:i] + close)!r}?" if close else ""
+            raise ValueError(f"{where}: unknown config key {key!r}{hint}")
+        annotation = fields[part].annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+            continue
+        if i == len(parts) - 1 or getattr(annotation, "__origin__", None) is dict:
+            return
+        raise ValueError(f"{where}: {'.'.join(parts[: i + 1])} in {key!r} is not a section")
+    raise ValueError(f"{where}: {key!r} is a section, not a value")
 
 
 def _describe(error):

@@ -4,6 +4,7 @@ import contextlib
 import math
 import shutil
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -80,7 +81,7 @@ def _reset(run_dir):
         (run_dir / name).unlink(missing_ok=True)
 
 
-def _callbacks(cfg, run_dir, monitor, mode, best_so_far):
+def _callbacks(cfg, run_dir, monitor, mode, best_so_far, extra=()):
     callbacks = [keras.callbacks.TerminateOnNaN()]
     if cfg.train.ema:
         # Validate and checkpoint the averaged weights, train the raw ones.
@@ -100,20 +101,28 @@ def _callbacks(cfg, run_dir, monitor, mode, best_so_far):
         callbacks.append(
             keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=cfg.train.patience)
         )
-    return callbacks
+    # Last, so an epoch is logged and backed up before a pruner can stop the run.
+    return callbacks + list(extra)
 
 
-def train(cfg, log=print):
+def train(cfg, log=print, *, run_dir=None, callbacks=(), verbose=2):
     """Train the competition `cfg` into its run folder and evaluate the best epoch.
 
     Re-running an interrupted run continues from its last finished epoch; a run
     that finished is not trained again (`train.resume=false` starts afresh).
 
+    Args:
+        cfg: the resolved `Config`.
+        log: where progress lines go.
+        run_dir: train here instead of `cfg.run_dir()` (tuning trials).
+        callbacks: extra Keras callbacks, called after the run's own each epoch.
+        verbose: `model.fit` verbosity.
+
     Returns:
         The run folder's metrics.json content as a dict, with `run_dir` added.
     """
-    run_dir = cfg.run_dir()
-    cfg.run.name = cfg.run_name()
+    run_dir = Path(run_dir) if run_dir else cfg.run_dir()
+    cfg.run.name = run_dir.name
     run_dir.mkdir(parents=True, exist_ok=True)
     if not cfg.train.resume:
         _reset(run_dir)
@@ -131,7 +140,7 @@ def train(cfg, log=print):
         if state.get("finished"):
             log(f"{run_dir} already finished training; train.resume=false retrains it")
         else:
-            _fit(cfg, task, data, run_dir, monitor, mode, log)
+            _fit(cfg, task, data, run_dir, monitor, mode, log, callbacks, verbose)
         model = keras.saving.load_model(run_dir / BEST_MODEL)
         validation = task.evaluate(model, data, run_dir)
     plot_curves(run_dir / HISTORY_FILE, run_dir / "curves.png")
@@ -155,7 +164,7 @@ def train(cfg, log=print):
     return {**metrics, "run_dir": str(run_dir)}
 
 
-def _fit(cfg, task, data, run_dir, monitor, mode, log):
+def _fit(cfg, task, data, run_dir, monitor, mode, log, extra_callbacks=(), verbose=2):
     steps = math.ceil(data.train_size / cfg.train.batch_size)
     model = task.build_model()
     jit = "auto" if cfg.train.jit_compile is None else cfg.train.jit_compile
@@ -171,9 +180,9 @@ def _fit(cfg, task, data, run_dir, monitor, mode, log):
         data.train,
         validation_data=data.val,
         epochs=cfg.train.epochs,
-        callbacks=_callbacks(cfg, run_dir, monitor, mode, best_so_far),
+        callbacks=_callbacks(cfg, run_dir, monitor, mode, best_so_far, extra_callbacks),
         shuffle=False,  # the tf.data pipeline shuffles
-        verbose=2,
+        verbose=verbose,
     )
     seconds = state.get("train_seconds", 0.0) + time.perf_counter() - start
     losses = history.history.get("loss", [])

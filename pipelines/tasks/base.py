@@ -87,6 +87,12 @@ class Task:
             return name, "min" if name.endswith("loss") else "max"
         return "val_loss", "min"
 
+    def objective(self):
+        """`(metric, direction)` a tuning study optimises by default: the
+        per-epoch validation metric closest to the competition's score
+        (`tune.metric` / `tune.direction` override it)."""
+        return "val_loss", "minimize"
+
     # After training ----------------------------------------------------------
     def evaluate(self, model: keras.Model, data: TrainingData, run_dir) -> dict:
         """Validation metrics for metrics.json, and the task's own plots."""

@@ -129,6 +129,11 @@ class ClassificationTask(Task):
             "metrics": [keras.metrics.CategoricalAccuracy(name="accuracy")],
         }
 
+    def objective(self):
+        if self.metric() == "accuracy":
+            return "val_accuracy", "maximize"
+        return "val_loss", "minimize"
+
     def metric(self):
         sub = self.cfg.submission
         return sub.metric or ("log_loss" if sub.kind == "probability" else "accuracy")

@@ -138,6 +138,9 @@ class SegmentationTask(Task):
         data = self.cfg.data
         return {"input_shape": (*data.image_size, data.channels), "num_classes": self.num_classes}
 
+    def objective(self):
+        return "val_mean_dice", "maximize"
+
     def compile_args(self):
         kind = self.cfg.train.loss or "dice_ce"
         return {
