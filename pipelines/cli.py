@@ -212,11 +212,11 @@ def tune(
     all_overrides = [*(overrides or ()), *settings]
     cfg = _config(competition, all_overrides, override)
     child = worker_index is not None
-    if not child:
-        prepare_data(cfg, log=_log)
     session = open_study(
         cfg, study_name, storage, out, worker_index=worker_index or 0, workers=workers
     )
+    if not child:
+        prepare_data(cfg, log=_log)
     name = session.study.study_name
     if child:
         optimize(session, timeout, log=lambda line: _log(f"[dim]w{worker_index}[/] {line}"))

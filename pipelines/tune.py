@@ -125,9 +125,11 @@ def open_storage(url, tune):
     is an SQLAlchemy URL (sqlite, postgresql, mysql). A URL that cannot be
     opened raises `ConfigError`.
     """
-    retry = RetryHeartbeatStaleTrialCallback(
-        max_retry=tune.max_retry, inherit_intermediate_values=True
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = RetryHeartbeatStaleTrialCallback(
+            max_retry=tune.max_retry, inherit_intermediate_values=True
+        )
     if url.startswith("journal:"):
         path = Path(url.removeprefix("journal:"))
         path.parent.mkdir(parents=True, exist_ok=True)
