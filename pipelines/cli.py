@@ -226,21 +226,21 @@ def tune(
         f"{session.direction} {session.metric}"
     )
     start = time.perf_counter()
-    if workers > 1:
-        args = [str(competition), *all_overrides]
-        args += [f"--override={f}" for f in override or ()]
-        args += [
-            "--storage",
-            session.storage_url,
-            "--study-name",
-            name,
-            "--out",
-            str(session.out_dir),
-        ]
-        args += ["--timeout", str(timeout)] if timeout else []
-        run_workers(workers, args, log=_log)
-    else:
-        optimize(session, timeout, log=_log)
+    try:
+        if workers > 1:
+            args = [str(competition), *all_overrides]
+            args += [f"--override={f}" for f in override or ()]
+            args += ["--storage", session.storage_url, "--study-name", name]
+            args += ["--out", str(session.out_dir)]
+            args += ["--timeout", str(timeout)] if timeout else []
+            run_workers(workers, args, log=_log)
+        else:
+            optimize(session, timeout, log=_log)
+    except KeyboardInterrupt:
+        errors.print(
+            "interrupted: the study keeps its finished trials; the same command resumes it"
+        )
+        sys.exit(130)
     result = report(session)
     console.print(tune_table(session, result, time.perf_counter() - start))
     for path in result.files:
