@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from rich.text import Text
+
 from pipelines.config import load_config
 from pipelines.predict import predict
 from pipelines.prepare import prepare
@@ -39,7 +41,8 @@ def _study(args, pruner, root):
     prepare(cfg, log=lambda _: None)
     session = open_study(cfg, study_name=pruner, storage=f"sqlite:///{root / pruner}.db")
     start = time.perf_counter()
-    optimize(session, log=lambda line: print(f"  [{pruner}] {line}", flush=True))
+    show = lambda line: print(f"  {pruner}: {Text.from_markup(line).plain}", flush=True)  # noqa: E731
+    optimize(session, log=show)
     seconds = time.perf_counter() - start
     trials = session.study.get_trials(deepcopy=False)
     epochs = sum(len(t.intermediate_values) for t in trials)

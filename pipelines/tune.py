@@ -582,7 +582,7 @@ def _plots(study, out):
             except (ValueError, RuntimeError, ZeroDivisionError):
                 continue  # too few finished trials for this plot
         figure = axes.ravel()[0].figure if hasattr(axes, "ravel") else axes.figure
-        figure.set_size_inches(9, 5)
+        figure.set_size_inches(11, 6)
         figure.tight_layout()
         atomic_write(out / filename, lambda tmp, f=figure: f.savefig(tmp, format="png", dpi=100))
         plt.close(figure)

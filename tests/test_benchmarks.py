@@ -35,3 +35,12 @@ def test_generate_benchmark_runs_at_tiny_size():
         ]
     )
     assert len(rows) == 2 + 4 and all(value > 0 for value in speed.values())
+
+
+@pytest.mark.slow
+def test_pruning_benchmark_runs_at_tiny_size():
+    from benchmarks.pruning import main
+
+    rows, figures = main(["--trials", "2", "--epochs", "2"])
+    assert len(rows) == 2 + 2
+    assert 0 < figures["epoch_ratio"] <= 1
