@@ -142,12 +142,27 @@ def predict(
 def submit(
     run_dir: RunDir,
     file: Annotated[Path | None, typer.Option(help="CSV to check instead of the run's")] = None,
+    kaggle: Annotated[
+        bool, typer.Option("--kaggle", help="then upload it with the Kaggle CLI")
+    ] = False,
+    message: Annotated[str | None, typer.Option(help="Kaggle submission message")] = None,
 ):
-    """Validate a run's submission.csv against the competition's sample_submission.csv."""
-    from pipelines.predict import check_submission
+    """Validate a run's submission.csv against sample_submission.csv; --kaggle uploads it."""
+    from pipelines.predict import check_submission, load_run
+    from pipelines.prepare import kaggle_submit
 
+    path = file or Path(run_dir) / "submission.csv"
     rows = check_submission(run_dir, file)
-    _log(f"[green]valid:[/] {file or Path(run_dir) / 'submission.csv'} ({rows} rows)")
+    _log(f"[green]valid:[/] {path} ({rows} rows)")
+    if kaggle:
+        cfg = load_run(run_dir)
+        slug = cfg.competition.kaggle
+        if not slug:
+            raise KappsError(
+                f"{cfg.competition.name} is not a Kaggle competition (no competition.kaggle slug)"
+            )
+        text = message or f"kapps {cfg.model.name} ({Path(run_dir).name})"
+        _log(kaggle_submit(slug, path, text, log=_log))
 
 
 @app.command()

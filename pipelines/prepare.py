@@ -1,4 +1,5 @@
-"""`kapps prepare`: lay out a competition's files in its data folder.
+"""`kapps prepare`: lay out a competition's files in its data folder (and the
+Kaggle CLI calls: download here, `kapps submit --kaggle` upload).
 
 A competition whose data ships with Kaggle (`competition.kaggle`) is downloaded
 with the Kaggle CLI unless its `sample_submission.csv` is already there; then
@@ -62,6 +63,26 @@ def download(slug, data_dir, log=print):
             f"the rules at https://www.kaggle.com/competitions/{slug}/rules ?"
         )
     _unzip_all(data_dir)
+
+
+def kaggle_submit(slug, file, message, log=print):
+    """Upload a submission with `kaggle competitions submit -c slug -f file -m message`."""
+    if shutil.which("kaggle") is None or not _kaggle_configured():
+        raise KappsError(
+            "submitting needs the Kaggle CLI: pip install kaggle, and put your API token in "
+            f"~/.kaggle/kaggle.json; or upload {file} at "
+            f"https://www.kaggle.com/competitions/{slug}/submit"
+        )
+    log(f"submitting {file} to {slug} with the Kaggle CLI")
+    done = subprocess.run(
+        ["kaggle", "competitions", "submit", "-c", slug, "-f", str(file), "-m", message],
+        capture_output=True,
+        text=True,
+    )
+    lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
+    if done.returncode != 0:
+        raise KappsError(f"the Kaggle CLI could not submit to {slug}: {lines[-1]}")
+    return (done.stdout.strip().splitlines() or ["submitted"])[-1]
 
 
 def run_prepare_script(script, data_dir):

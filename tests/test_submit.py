@@ -67,3 +67,71 @@ def test_probability_per_class_columns():
         probability_frame(
             np.array(["a"]), np.array([[0.3, 0.7]]), ["cat", "dog"], sample[["id", "dog"]]
         )
+
+
+def _kaggle_run(digits_run, tmp_path):
+    """A copy of the shared digits run, as if it were a Kaggle competition's."""
+    import shutil
+
+    import yaml
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(digits_run[0], run_dir, ignore=shutil.ignore_patterns("backup", "cache"))
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["competition"]["kaggle"] = "digit-recognizer"
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    return run_dir
+
+
+def _stand_in_kaggle(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = (
+        f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/kaggle-args\necho "Successfully submitted"\n'
+    )
+    (bin_dir / "kaggle").write_text(script)
+    (bin_dir / "kaggle").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("KAGGLE_USERNAME", "someone")
+    monkeypatch.setenv("KAGGLE_KEY", "secret")
+    return tmp_path / "kaggle-args"
+
+
+def test_submit_kaggle_hands_the_validated_file_to_the_kaggle_cli(
+    digits_run, cli, tmp_path, monkeypatch
+):
+    run_dir = _kaggle_run(digits_run, tmp_path)
+    recorded = _stand_in_kaggle(tmp_path, monkeypatch)
+    result = cli("submit", run_dir, "--kaggle", "--message", "first try")
+    assert result.exit_code == 0, result.output
+    assert "valid:" in result.output and "Successfully submitted" in result.output
+    args = recorded.read_text().splitlines()
+    assert args == [
+        "competitions",
+        "submit",
+        "-c",
+        "digit-recognizer",
+        "-f",
+        str(run_dir / "submission.csv"),
+        "-m",
+        "first try",
+    ]
+
+
+def test_submit_kaggle_refuses_what_it_cannot_upload(digits_run, cli, tmp_path, monkeypatch):
+    run_dir = _kaggle_run(digits_run, tmp_path)
+    recorded = _stand_in_kaggle(tmp_path, monkeypatch)
+    # An invalid file is never uploaded.
+    bad = tmp_path / "bad.csv"
+    bad.write_text("ImageId,Label\n1,3\n")
+    result = cli("submit", run_dir, "--file", bad, "--kaggle")
+    assert result.exit_code == 2 and not recorded.exists()
+    # A competition without a Kaggle slug.
+    result = cli("submit", digits_run[0], "--kaggle")
+    assert result.exit_code == 2 and "not a Kaggle competition" in result.output
+    # No Kaggle CLI: one line saying what to do.
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    result = cli("submit", run_dir, "--kaggle")
+    assert result.exit_code == 2
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "pip install kaggle" in errors[0]
