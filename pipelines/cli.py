@@ -76,7 +76,20 @@ def summary_table(metrics, title):
         ("epochs", f"{metrics.get('epochs_run')} (best: {metrics.get('best_epoch')})"),
         ("train time", f"{metrics.get('train_seconds')} s"),
     ]
-    rows += [(f"validation {k}", f"{v:.4f}") for k, v in _scalars(metrics.get("validation"))]
+    cv = metrics.get("cv")
+    if cv:
+        rows[2] = (
+            metrics.get("examples", "images"),
+            f"{metrics.get('train_images')} in {cv['folds']} folds",
+        )
+        rows += [
+            (f"CV {k} ({cv['strategy']})", f"{v['mean']:.4f} ± {v['std']:.4f}")
+            for k, v in cv.items()
+            if isinstance(v, dict)
+        ]
+        rows += [(f"out-of-fold {k}", f"{v:.4f}") for k, v in _scalars(metrics.get("validation"))]
+    else:
+        rows += [(f"validation {k}", f"{v:.4f}") for k, v in _scalars(metrics.get("validation"))]
     rows += [(f"test {k}", f"{v:.4f}") for k, v in _scalars(metrics.get("test"))]
     if metrics.get("submission"):
         rows.append(("submission", metrics["submission"]))

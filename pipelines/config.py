@@ -126,6 +126,15 @@ class GenerateConfig(Section):
     sample_temperatures: list[float] = [0.5, 0.8, 1.0]  # samples.txt: one sample per temperature
 
 
+class CVConfig(Section):
+    """k-fold cross-validation: one run per fold, out-of-fold predictions, averaged test."""
+
+    folds: int = Field(1, ge=1)  # 1: one train/validation split (data.val_fraction)
+    strategy: Literal["kfold", "stratified", "group"] = "stratified"  # how rows go to folds
+    group_column: str | None = None  # group: rows sharing this train-CSV column share a fold
+    fold: int | None = Field(None, ge=0)  # set by the engine in each fold's run
+
+
 class ParamSpace(Section):
     """One searched key of `tune.space`, e.g. `train.lr: {type: float, low: 1e-4, high: 1e-2,
     log: true}`; `when: {model.name: lenet5}` samples it only when that holds."""
@@ -189,6 +198,7 @@ class Config(Section):
     train: TrainConfig = TrainConfig()
     submission: SubmissionConfig = SubmissionConfig()
     generate: GenerateConfig = GenerateConfig()
+    cv: CVConfig = CVConfig()
     tune: TuneConfig = TuneConfig()
     run: RunConfig = RunConfig()
 
@@ -206,6 +216,12 @@ class Config(Section):
             )
         if task == "text" and self.data.answers:
             raise ValueError("text competitions have no local score: remove data.answers")
+        if self.cv.folds > 1 and task == "text":
+            raise ValueError("cv.folds: text competitions validate on the end of the corpus only")
+        if self.cv.strategy == "group" and self.cv.folds > 1 and not self.cv.group_column:
+            raise ValueError("cv.strategy group needs cv.group_column (the train CSV column)")
+        if self.cv.fold is not None and self.cv.fold >= self.cv.folds:
+            raise ValueError(f"cv.fold {self.cv.fold} is not below cv.folds {self.cv.folds}")
         for key, entry in self.tune.space.items():
             check_tunable_key(key, "tune.space")
             for condition in entry.when or {}:
@@ -230,7 +246,10 @@ class Config(Section):
 
     def fingerprint(self):
         """A short hash of everything that changes what a run computes."""
-        payload = self.model_dump(mode="json", exclude={"run": True, "tune": True})
+        exclude = {"run": True, "tune": True, "cv": {"fold"}}
+        if self.cv.folds == 1:
+            exclude["cv"] = True  # so configs from before cross-validation keep their runs
+        payload = self.model_dump(mode="json", exclude=exclude)
         return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
 
     def run_name(self):

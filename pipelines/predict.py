@@ -6,6 +6,7 @@ import keras
 
 from kapps.errors import ConfigError
 from pipelines.config import load_config
+from pipelines.cv import fold_dir
 from pipelines.data.sources import read_csv
 from pipelines.runs import update_json
 from pipelines.submit import read_sample, write_submission
@@ -33,12 +34,23 @@ def predict(run_dir, output=None, log=print):
     """
     run_dir = Path(run_dir)
     cfg = load_run(run_dir)
-    if not (run_dir / BEST_MODEL).is_file():
-        raise ConfigError(f"{run_dir} has no {BEST_MODEL}; train it first")
+    folds = cfg.cv.folds if cfg.cv.fold is None else 1
+    model_files = (
+        [fold_dir(run_dir, k) / BEST_MODEL for k in range(folds)]
+        if folds > 1
+        else [run_dir / BEST_MODEL]
+    )
+    missing = [f for f in model_files if not f.is_file()]
+    if missing:
+        raise ConfigError(f"{run_dir} has no {missing[0].relative_to(run_dir)}; train it first")
     task = get_task(cfg)
     dataset, ids = task.test_data(run_dir)
-    model = keras.saving.load_model(run_dir / BEST_MODEL)
-    predictions = task.predict(model, dataset)
+    if folds > 1:  # cross-validation: the fold models' predictions, averaged
+        models = [keras.saving.load_model(f) for f in model_files]
+        predictions = task.predict_folds(models, dataset)
+        log(f"averaged the test predictions of {folds} fold models")
+    else:
+        predictions = task.predict(keras.saving.load_model(model_files[0]), dataset)
     sample = read_sample(cfg.data_path(cfg.data.sample_submission))
     frame = task.submission_frame(ids, predictions, sample)
     path = write_submission(

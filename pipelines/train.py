@@ -19,6 +19,7 @@ BACKUP_DIR = "backup"
 HISTORY_FILE = "history.csv"
 BEST_MODEL = "best.keras"
 METRICS_FILE = "metrics.json"
+OOF_FILE = "oof.csv"
 
 
 class TrainingDiverged(KappsError):
@@ -118,9 +119,15 @@ def train(cfg, log=print, *, run_dir=None, callbacks=(), verbose=2):
         callbacks: extra Keras callbacks, called after the run's own each epoch.
         verbose: `model.fit` verbosity.
 
+    With `cv.folds` > 1 it trains one run per fold (`pipelines.cv.train_cv`).
+
     Returns:
         The run folder's metrics.json content as a dict, with `run_dir` added.
     """
+    if cfg.cv.folds > 1 and cfg.cv.fold is None:
+        from pipelines.cv import train_cv
+
+        return train_cv(cfg, log, run_dir=run_dir, callbacks=callbacks, verbose=verbose)
     run_dir = Path(run_dir) if run_dir else cfg.run_dir()
     cfg.run.name = run_dir.name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -143,6 +150,9 @@ def train(cfg, log=print, *, run_dir=None, callbacks=(), verbose=2):
             _fit(cfg, task, data, run_dir, monitor, mode, log, callbacks, verbose)
         model = keras.saving.load_model(run_dir / BEST_MODEL)
         validation = task.evaluate(model, data, run_dir)
+        if cfg.cv.fold is not None:  # one fold of a cross-validation
+            oof = task.oof_frame(model, data)
+            write_text(run_dir / OOF_FILE, oof.to_csv(index=False))
     plot_curves(run_dir / HISTORY_FILE, run_dir / "curves.png")
     history = pd.read_csv(run_dir / HISTORY_FILE)
     scores = history[monitor]

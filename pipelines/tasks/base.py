@@ -7,6 +7,7 @@ import keras
 
 from kapps.errors import ConfigError
 from kapps.registry import create_model, get_entry, min_input_size
+from pipelines.data.sources import read_csv
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Task:
 
     name: ClassVar[str]
     examples: ClassVar[str] = "images"  # what one training example is, for the run summary
+    cross_validation: ClassVar[bool] = False  # implements the cv hooks below
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -107,6 +109,42 @@ class Task:
     def empty_columns(self, sample):
         """Submission columns where an empty value is an answer (an empty mask)."""
         return ()
+
+    # Cross-validation (`cv.folds` > 1) -----------------------------------------
+    def groups(self):
+        """The `cv.group_column` value of every training row (a train CSV column)."""
+        cfg = self.cfg
+        column = cfg.cv.group_column
+        if cfg.data.format == "class_folders":
+            raise ConfigError("cv.group_column needs a train CSV; data.format is class_folders")
+        frame = read_csv(cfg.data_path(cfg.data.train), "train CSV", ids_as_text=True)
+        if column not in frame.columns:
+            raise ConfigError(
+                f"cv.group_column {column!r} is not a column of {cfg.data.train} "
+                f"(columns: {', '.join(map(str, frame.columns[:8]))})"
+            )
+        return frame[column].astype(str).to_numpy()
+
+    def oof_frame(self, model, data):
+        """Out-of-fold predictions of this fold's validation rows: a `row` column (the
+        training row) first, then the truth and the predictions."""
+        raise NotImplementedError
+
+    def score_oof(self, frame) -> dict:
+        """Validation metrics over all folds' out-of-fold predictions."""
+        raise NotImplementedError
+
+    def duplicates_across_folds(self):
+        """`(row, row)` pairs of identical training examples in different folds."""
+        return []
+
+    def predict_folds(self, models, dataset):
+        """The test predictions of several fold models, averaged."""
+        total = None
+        for model in models:
+            predictions = self.predict(model, dataset)
+            total = predictions if total is None else total + predictions
+        return total / len(models)
 
     def score(self, frame, answers) -> dict:
         """Local score of a submission frame against an answer key of the same shape."""

@@ -1,12 +1,16 @@
 """Image classification: labels or class probabilities per image."""
 
+import hashlib
+from pathlib import Path
+
 import keras
 import numpy as np
+import pandas as pd
 from sklearn.metrics import confusion_matrix, log_loss
-from sklearn.model_selection import train_test_split
 
 from kapps.errors import ConfigError, DataError, SubmissionError
 from pipelines.cam import write_cam_grid
+from pipelines.cv import duplicates_across_folds, split_rows
 from pipelines.data import batched, decoded_images, read_test_source, read_train_source
 from pipelines.data.augment import build_augmenter
 from pipelines.plots import plot_confusion_matrix, plot_image_grid
@@ -25,6 +29,7 @@ def _softmax(logits):
 
 class ClassificationTask(Task):
     name = "classification"
+    cross_validation = True
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -47,15 +52,8 @@ class ClassificationTask(Task):
         return indices
 
     def _split(self, labels):
-        rows = np.arange(len(labels))
-        _, counts = np.unique(labels, return_counts=True)
-        stratify = labels if counts.min() >= 2 else None
-        return train_test_split(
-            rows,
-            test_size=self.cfg.data.val_fraction,
-            stratify=stratify,
-            random_state=self.cfg.train.seed,
-        )
+        groups = self.groups() if self.cfg.cv.strategy == "group" else None
+        return split_rows(self.cfg, len(labels), labels, groups)
 
     def _images(self, source, run_dir, split):
         data = self.cfg.data
@@ -81,6 +79,7 @@ class ClassificationTask(Task):
                 f"no training image could be decoded from {cfg.data_path(cfg.data.train)}"
             )
         self._val_images, self._val_labels = val_set, labels[val_rows]
+        self._val_rows = val_rows
         bs, seed = cfg.train.batch_size, cfg.train.seed
         return TrainingData(
             train=batched(
@@ -192,6 +191,36 @@ class ClassificationTask(Task):
         predicted = probs[:shown].argmax(axis=1)
         captions = [f"true {classes[truth[i]]}, pred {classes[predicted[i]]}" for i in range(shown)]
         write_cam_grid(model, images, captions, path)
+
+    # Cross-validation --------------------------------------------------------
+    def oof_frame(self, model, data):
+        classes = self.cfg.data.classes
+        probs = self.predict(model, data.val)
+        rows = self._val_rows[self._val_images.rows]
+        truth = self._val_labels[self._val_images.rows]
+        frame = pd.DataFrame({"row": rows, "label": np.asarray(classes, dtype=object)[truth]})
+        for k, name in enumerate(classes):
+            frame[f"p_{name}"] = probs[:, k]
+        return frame
+
+    def score_oof(self, frame):
+        classes = [str(c) for c in self.cfg.data.classes]
+        probs = frame[[f"p_{c}" for c in classes]].to_numpy()
+        truth = frame["label"].astype(str).map({c: k for k, c in enumerate(classes)}).to_numpy()
+        return {
+            "accuracy": float((probs.argmax(axis=1) == truth).mean()),
+            "log_loss": float(log_loss(truth, probs, labels=np.arange(len(classes)))),
+        }
+
+    def duplicates_across_folds(self):
+        source = read_train_source(self.cfg)
+        if source.pixels is not None:
+            hashes = [hashlib.sha1(row.tobytes()).hexdigest() for row in source.pixels]
+        else:
+            hashes = [hashlib.sha1(Path(p).read_bytes()).hexdigest() for p in source.paths]
+        labels = self._class_indices(source.labels, self.cfg.data_path(self.cfg.data.train))
+        groups = self.groups() if self.cfg.cv.strategy == "group" else None
+        return duplicates_across_folds(self.cfg, hashes, labels, groups)
 
     def submission_frame(self, ids, predictions, sample):
         cfg = self.cfg
