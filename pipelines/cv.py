@@ -75,8 +75,12 @@ def duplicates_across_folds(cfg, hashes, labels=None, groups=None):
     return pairs
 
 
-def train_cv(cfg, log=print, run_dir=None, **train_kwargs):
-    """Train every fold of `cfg` into `<run>/fold-k`, then gather the out-of-fold results."""
+def train_cv(cfg, log=print, run_dir=None, callbacks=(), verbose=2):
+    """Train every fold of `cfg` into `<run>/fold-k`, then gather the out-of-fold results.
+
+    `callbacks` (a tuning trial's pruner) watch the first fold only: its
+    per-epoch metric is what a pruner compares across trials.
+    """
     from pathlib import Path
 
     from pipelines.config import load_config
@@ -103,7 +107,10 @@ def train_cv(cfg, log=print, run_dir=None, **train_kwargs):
         fold_cfg = cfg.model_copy(deep=True)
         fold_cfg.cv.fold = fold
         log(f"[bold]fold {fold + 1} of {cfg.cv.folds}[/]")
-        folds.append(train(fold_cfg, log, run_dir=fold_dir(run_dir, fold), **train_kwargs))
+        extra = callbacks if fold == 0 else ()
+        folds.append(
+            train(fold_cfg, log, run_dir=fold_dir(run_dir, fold), callbacks=extra, verbose=verbose)
+        )
     # The folds resolved what the config left open (class names, upscaled image size).
     resolved = load_config(fold_dir(run_dir, 0) / "config.yaml")
     resolved.cv.fold = None

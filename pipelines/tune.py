@@ -15,6 +15,9 @@ re-queued once its heartbeat is older than twice `tune.heartbeat` (Optuna's
 from its last finished epoch. Optuna's journal storage has no heartbeat, so
 `HeartbeatJournalStorage` adds one (the only part written by hand here).
 
+With `cv.folds` > 1 a trial trains every fold and scores the mean of the
+folds' best values; the pruner watches the first fold's epochs.
+
 The study holds `tune.trials` trials whatever the number of workers: a worker
 starts a trial only while fewer are finished or running, waits while the last
 ones run elsewhere (so it can take over a dead worker's trial), and a trial
@@ -36,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
+import numpy as np
 import optuna
 import pandas as pd
 import yaml
@@ -47,6 +51,7 @@ from optuna_integration import KerasPruningCallback
 
 from kapps.errors import ConfigError, KappsError
 from pipelines.config import validate_config
+from pipelines.cv import fold_dir
 from pipelines.runs import atomic_write, write_text
 from pipelines.tasks import get_task
 from pipelines.train import HISTORY_FILE, TrainingDiverged, train
@@ -440,12 +445,19 @@ def make_objective(session, log):
         finally:
             keras.backend.clear_session(free_memory=True)
             gc.collect()
-        values = pd.read_csv(run_dir / HISTORY_FILE)[session.metric].dropna()
-        if values.empty:
-            raise TrialFailed(f"no finite {session.metric} was logged")
-        return float(values.max() if session.direction == "maximize" else values.min())
+        if cfg.cv.folds > 1:  # the CV mean of each fold's best epoch
+            folds = [fold_dir(run_dir, k) for k in range(cfg.cv.folds)]
+            return float(np.mean([_best_value(session, f) for f in folds]))
+        return _best_value(session, run_dir)
 
     return objective
+
+
+def _best_value(session, run_dir):
+    values = pd.read_csv(run_dir / HISTORY_FILE)[session.metric].dropna()
+    if values.empty:
+        raise TrialFailed(f"no finite {session.metric} was logged")
+    return float(values.max() if session.direction == "maximize" else values.min())
 
 
 def _describe_trial(session, trial):

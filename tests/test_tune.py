@@ -26,7 +26,13 @@ from pipelines.tune import (
 )
 
 # Two short epochs of LeNet-5 per trial; workers are separate processes.
-TINY = ["tune.epochs=2", "train.patience=0", "train.warmup_epochs=0", "tune.startup_trials=1"]
+TINY = [
+    "tune.epochs=2",
+    "train.patience=0",
+    "train.warmup_epochs=0",
+    "tune.startup_trials=1",
+    "tune.metric=null",  # the task's own: val_accuracy, maximised
+]
 SPACE = (
     "tune.space={train.lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}, "
     "train.batch_size: {type: categorical, choices: [32, 64]}}"
@@ -309,3 +315,20 @@ def test_two_workers_share_a_postgresql_study(competition, workdir):
         _assert_every_trial_finished_once(comp, POSTGRES, name, 4)
     finally:
         optuna.delete_study(study_name=name, storage=open_storage(POSTGRES, _tune(comp)))
+
+
+def test_a_trial_with_folds_scores_the_cv_mean(competition, workdir):
+    import pandas as pd
+
+    _, cfg = _digits(competition, workdir, "cv.folds=2", "tune.trials=1", "tune.epochs=1")
+    session = open_study(cfg, storage=f"sqlite:///{workdir / 'cv.db'}")
+    optimize(session, log=lambda _: None)
+    (trial,) = session.study.get_trials()
+    assert trial.state == TrialState.COMPLETE
+    run_dir = Path(trial.user_attrs["run_dir"])
+    fold_values = [
+        pd.read_csv(run_dir / f"fold-{k}" / "history.csv")["val_accuracy"].max() for k in (0, 1)
+    ]
+    assert trial.value == pytest.approx(sum(fold_values) / 2)
+    assert list(trial.intermediate_values) == [0]  # the pruner watches the first fold
+    assert (run_dir / "oof.csv").is_file()
