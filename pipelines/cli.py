@@ -1,4 +1,5 @@
-"""The `kapps` command line: models | prepare | train | predict | submit | run | tune | generate.
+"""The `kapps` command line: models | prepare | train | predict | submit | run | tune |
+ensemble | generate.
 
 A user-caused failure (bad config, missing or corrupt file, invalid
 submission) prints one line and exits with status 2; anything else is a bug
@@ -193,6 +194,31 @@ def run(competition: Competition, overrides: Overrides = None, override: Overrid
     metrics.update(predict_run(metrics["run_dir"], log=_log))
     title = f"{cfg.competition.name}: finished in {time.perf_counter() - start:.0f} s"
     console.print(summary_table(metrics, title))
+
+
+@app.command()
+@user_errors
+def ensemble(
+    run_dirs: Annotated[list[Path], typer.Argument(help="run folders of one competition")],
+    weights: Annotated[
+        str, typer.Option(help="auto (fitted out of fold), equal, or e.g. 0.7,0.3")
+    ] = "equal",
+    out: Annotated[Path | None, typer.Option(help="folder for the blend")] = None,
+):
+    """Blend several runs' test predictions into one validated submission."""
+    from pipelines.ensemble import ensemble as blend
+
+    result = blend(run_dirs, weights, out, log=_log)
+    scores = result["out_of_fold"]
+    if scores:
+        names = [k for k in scores[0] if k not in ("run", "weight")]
+        table = Table("run", "weight", *[f"out-of-fold {n}" for n in names], header_style="bold")
+        for row in scores:
+            values = [f"{row[n]:.4f}" for n in names]
+            table.add_row(Path(row["run"]).name, f"{row['weight']:.3f}", *values)
+        console.print(table)
+    for name, value in _scalars(result.get("test")):
+        _log(f"blend test {name}: {value:.4f}")
 
 
 @app.command()

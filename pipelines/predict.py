@@ -25,12 +25,10 @@ def load_run(run_dir):
     return load_config(run_dir / "config.yaml")
 
 
-def predict(run_dir, output=None, log=print):
-    """Predict the test set with the run's best model and write the submission.
+def test_predictions(run_dir, log=print):
+    """`(cfg, task, ids, predictions)` of a run on the test set.
 
-    The file is validated against `sample_submission.csv` before it is written,
-    and written atomically. With an answer key (`data.answers`), the submission
-    is also scored and the score stored in metrics.json under "test".
+    A cross-validated run averages its fold models' predictions.
     """
     run_dir = Path(run_dir)
     cfg = load_run(run_dir)
@@ -51,19 +49,35 @@ def predict(run_dir, output=None, log=print):
         log(f"averaged the test predictions of {folds} fold models")
     else:
         predictions = task.predict(keras.saving.load_model(model_files[0]), dataset)
+    return cfg, task, ids, predictions
+
+
+def write_predictions(cfg, task, ids, predictions, path, log=print):
+    """Write the validated submission of `predictions` to `path`; score it when the
+    competition has an answer key. Returns `{"submission": path, "test": scores?}`."""
     sample = read_sample(cfg.data_path(cfg.data.sample_submission))
     frame = task.submission_frame(ids, predictions, sample)
-    path = write_submission(
-        frame,
-        sample,
-        Path(output) if output else run_dir / SUBMISSION_FILE,
-        allow_empty=task.empty_columns(sample),
-    )
+    path = write_submission(frame, sample, Path(path), allow_empty=task.empty_columns(sample))
     log(f"wrote {path} ({len(frame)} rows, validated against {cfg.data.sample_submission})")
     result = {"submission": str(path)}
     if cfg.data.answers:
         answers = read_csv(cfg.data_path(cfg.data.answers), "answer key", ids_as_text=True)
         result["test"] = task.score(frame, answers)
+    return result
+
+
+def predict(run_dir, output=None, log=print):
+    """Predict the test set with the run's best model and write the submission.
+
+    The file is validated against `sample_submission.csv` before it is written,
+    and written atomically. With an answer key (`data.answers`), the submission
+    is also scored and the score stored in metrics.json under "test".
+    """
+    run_dir = Path(run_dir)
+    cfg, task, ids, predictions = test_predictions(run_dir, log)
+    path = Path(output) if output else run_dir / SUBMISSION_FILE
+    result = write_predictions(cfg, task, ids, predictions, path, log)
+    if "test" in result:
         update_json(run_dir / METRICS_FILE, test=result["test"])
     return result
 

@@ -85,3 +85,37 @@ def test_digits_cross_validation_end_to_end(competition, cli, workdir):
     again = cli("train", comp, *FAST, "train.epochs=1", "cv.folds=2")
     assert again.exit_code == 0
     assert again.output.count("already finished training") == 2
+
+    # A second cross-validated run, and the blend of the two.
+    other = cli("train", comp, *FAST, "train.epochs=1", "cv.folds=2", "model.name=lenet5_paper")
+    assert other.exit_code == 0, other.output
+    second = next((workdir / "runs" / "digits").glob("lenet5_paper-*"))
+    blend = cli("ensemble", run_dir, second, "--weights", "auto", "--out", workdir / "blend")
+    assert blend.exit_code == 0, blend.output
+    assert "out-of-fold log_loss" in blend.output and "blend test accuracy" in blend.output
+    result = pd.read_json(workdir / "blend" / "metrics.json", typ="series")
+    assert np.isclose(sum(result["weights"]), 1) and min(result["weights"]) >= 0
+    *members, mixed = result["out_of_fold"]
+    assert mixed["run"] == "blend"
+    # Log loss is convex in the weights and a single run is a feasible blend.
+    assert mixed["log_loss"] <= min(m["log_loss"] for m in members) + 1e-3
+    assert cli("submit", workdir / "blend").exit_code == 0
+    assert len(pd.read_csv(workdir / "blend" / "oof.csv")) == train_rows
+
+
+def test_ensemble_errors(digits_run, cli, tmp_path):
+    from pipelines.ensemble import parse_weights
+
+    assert parse_weights("3,1", 2) == [0.75, 0.25]
+    for bad in ("1,x", "1", "-1,2", "0,0"):
+        with pytest.raises(Exception, match="--weights"):
+            parse_weights(bad, 2)
+    run_dir = digits_run[0]
+    result = cli("ensemble", run_dir, run_dir, "--weights", "auto", "--out", tmp_path / "b")
+    assert result.exit_code == 2 and "cv.folds" in result.output
+    result = cli("ensemble", run_dir)
+    assert result.exit_code == 2 and "at least two runs" in result.output
+    # Equal weights need no out-of-fold predictions.
+    result = cli("ensemble", run_dir, run_dir, "--out", tmp_path / "b")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "b" / "submission.csv").is_file()

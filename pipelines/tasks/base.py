@@ -134,6 +134,18 @@ class Task:
         """Validation metrics over all folds' out-of-fold predictions."""
         raise NotImplementedError
 
+    def oof_predictions(self, frame):
+        """The prediction columns of an out-of-fold frame as one array (for blending)."""
+        raise NotImplementedError
+
+    def with_oof_predictions(self, frame, predictions):
+        """A copy of an out-of-fold frame with its predictions replaced."""
+        raise NotImplementedError
+
+    def oof_loss(self, frame, predictions) -> float:
+        """The smooth loss that `--weights auto` minimises over blend weights."""
+        raise NotImplementedError
+
     def duplicates_across_folds(self):
         """`(row, row)` pairs of identical training examples in different folds."""
         return []

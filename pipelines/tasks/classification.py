@@ -205,12 +205,28 @@ class ClassificationTask(Task):
 
     def score_oof(self, frame):
         classes = [str(c) for c in self.cfg.data.classes]
-        probs = frame[[f"p_{c}" for c in classes]].to_numpy()
+        probs = self.oof_predictions(frame)
         truth = frame["label"].astype(str).map({c: k for k, c in enumerate(classes)}).to_numpy()
         return {
             "accuracy": float((probs.argmax(axis=1) == truth).mean()),
-            "log_loss": float(log_loss(truth, probs, labels=np.arange(len(classes)))),
+            "log_loss": self.oof_loss(frame, probs),
         }
+
+    def _probability_columns(self):
+        return [f"p_{c}" for c in self.cfg.data.classes]
+
+    def oof_predictions(self, frame):
+        return frame[self._probability_columns()].to_numpy(dtype=np.float64)
+
+    def with_oof_predictions(self, frame, predictions):
+        frame = frame.copy()
+        frame[self._probability_columns()] = predictions
+        return frame
+
+    def oof_loss(self, frame, predictions):
+        classes = [str(c) for c in self.cfg.data.classes]
+        truth = frame["label"].astype(str).map({c: k for k, c in enumerate(classes)}).to_numpy()
+        return float(log_loss(truth, predictions, labels=np.arange(len(classes))))
 
     def duplicates_across_folds(self):
         source = read_train_source(self.cfg)
