@@ -91,6 +91,8 @@ def summary_table(metrics, title):
         rows += [(f"out-of-fold {k}", f"{v:.4f}") for k, v in _scalars(metrics.get("validation"))]
     else:
         rows += [(f"validation {k}", f"{v:.4f}") for k, v in _scalars(metrics.get("validation"))]
+    without = (metrics.get("validation") or {}).get("without_tta")
+    rows += [(f"validation {k} without TTA", f"{v:.4f}") for k, v in _scalars(without)]
     rows += [(f"test {k}", f"{v:.4f}") for k, v in _scalars(metrics.get("test"))]
     if metrics.get("submission"):
         rows.append(("submission", metrics["submission"]))

@@ -107,7 +107,8 @@ class SubmissionConfig(Section):
     clip: float = Field(0.0, ge=0, lt=0.5)  # probability: clip to [clip, 1 - clip]
     metric: Literal["accuracy", "log_loss", "dice"] | None = None  # local score; None: by kind
     threshold: float = Field(0.5, gt=0, lt=1)  # binary masks: foreground probability cut-off
-    tta: bool = False  # test-time augmentation: average with the flipped image's prediction
+    tta: bool = False  # test-time augmentation: average with the flipped images' predictions
+    tta_flips: list[Literal["horizontal", "vertical"]] = ["horizontal"]  # the flipped views
     min_area: int = Field(0, ge=0)  # masks: drop predicted regions under this many pixels
 
 

@@ -119,3 +119,28 @@ def test_ensemble_errors(digits_run, cli, tmp_path):
     result = cli("ensemble", run_dir, run_dir, "--out", tmp_path / "b")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "b" / "submission.csv").is_file()
+
+
+def test_tta_views_undo_their_flips():
+    from pipelines.data.augment import tta_views
+
+    images = np.random.default_rng(0).random((2, 5, 7, 3)).astype("float32")
+    views = list(tta_views(images, ["horizontal", "vertical"]))
+    assert len(views) == 3
+    assert np.allclose(np.asarray(views[1][0]), images[:, :, ::-1])
+    assert np.allclose(np.asarray(views[2][0]), images[:, ::-1])
+    for view, undo in views:
+        assert np.allclose(np.asarray(undo(view)), images)
+
+
+def test_classification_tta_reports_its_effect_on_validation(competition, cli, workdir):
+    comp = competition("digits")
+    result = cli("run", comp, *FAST, "train.epochs=1", "submission.tta=true")
+    assert result.exit_code == 0, result.output
+    assert "without TTA" in result.output
+    (run_dir,) = (workdir / "runs" / "digits").iterdir()
+    validation = pd.read_json(run_dir / "metrics.json", typ="series")["validation"]
+    assert set(validation["without_tta"]) == {"accuracy", "log_loss"}
+    assert validation["accuracy"] != validation["without_tta"]["accuracy"] or (
+        validation["log_loss"] != validation["without_tta"]["log_loss"]
+    )

@@ -47,6 +47,9 @@ def test_shapes_seg_runs_end_to_end_and_scores_its_submission(shapes, cli):
     validation, test = metrics["validation"], metrics["test"]
     assert set(validation["dice_per_class"]) == {"background", "ellipse", "polygon", "blob"}
     assert 0.0 <= validation["mean_dice"] <= 1.0 and 0.0 <= validation["mean_iou"] <= 1.0
+    # shapes-seg predicts with flip TTA, and the validation says what it changed.
+    assert set(validation["without_tta"]) == {"mean_dice", "mean_iou"}
+    assert "mean_dice without TTA" in result.output
     assert 0.0 <= test["dice"] <= 1.0 and set(test["dice_per_class"]) == {
         "ellipse",
         "polygon",

@@ -29,3 +29,18 @@ def build_augmenter(augment, seed):
             keras.layers.RandomContrast(augment.contrast, value_range=(0, 255), seed=seed)
         )
     return keras.Sequential(layers, name="augment") if layers else None
+
+
+FLIP_AXES = {"horizontal": 2, "vertical": 1}  # of a (batch, height, width, channels) batch
+
+
+def tta_views(images, flips):
+    """The views test-time augmentation averages: the images, then each flip.
+
+    Yields `(view, undo)`: `undo` maps a per-pixel prediction of the view back
+    to the original orientation (a per-image prediction needs no undo).
+    """
+    yield images, lambda prediction: prediction
+    for flip in flips:
+        axis = FLIP_AXES[flip]
+        yield keras.ops.flip(images, axis=axis), lambda p, a=axis: keras.ops.flip(p, axis=a)

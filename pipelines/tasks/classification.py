@@ -12,7 +12,7 @@ from kapps.errors import ConfigError, DataError, SubmissionError
 from pipelines.cam import write_cam_grid
 from pipelines.cv import duplicates_across_folds, split_rows
 from pipelines.data import batched, decoded_images, read_test_source, read_train_source
-from pipelines.data.augment import build_augmenter
+from pipelines.data.augment import build_augmenter, tta_views
 from pipelines.plots import plot_confusion_matrix, plot_image_grid
 from pipelines.submit import label_frame, probability_frame
 from pipelines.tasks.base import Task, TrainingData
@@ -138,8 +138,19 @@ class ClassificationTask(Task):
         return sub.metric or ("log_loss" if sub.kind == "probability" else "accuracy")
 
     # After training ----------------------------------------------------------
-    def predict(self, model, dataset):
-        return _softmax(np.asarray(model.predict(dataset, verbose=0), dtype=np.float64))
+    def predict(self, model, dataset, tta=None):
+        """Class probabilities; with `submission.tta`, averaged over the flipped views."""
+        if not (self.cfg.submission.tta if tta is None else tta):
+            return _softmax(np.asarray(model.predict(dataset, verbose=0), dtype=np.float64))
+        batches = []
+        for batch in dataset:
+            images = batch[0] if isinstance(batch, tuple) else batch
+            views = tta_views(images, self.cfg.submission.tta_flips)
+            probs = [
+                _softmax(np.asarray(model(view, training=False), np.float64)) for view, _ in views
+            ]
+            batches.append(np.mean(probs, axis=0))
+        return np.concatenate(batches)
 
     def evaluate(self, model, data, run_dir):
         classes = self.cfg.data.classes
@@ -150,7 +161,15 @@ class ClassificationTask(Task):
         self._plot_mistakes(probs, truth, run_dir / "hardest.png")
         self._plot_cams(model, probs, truth, run_dir / "cam.png")
         per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
+        scores = {}
+        if self.cfg.submission.tta:  # the effect of test-time augmentation, measured
+            plain = self.predict(model, data.val, tta=False)
+            scores["without_tta"] = {
+                "accuracy": float((plain.argmax(axis=1) == truth).mean()),
+                "log_loss": float(log_loss(truth, plain, labels=np.arange(len(classes)))),
+            }
         return {
+            **scores,
             "accuracy": float((predicted == truth).mean()),
             "log_loss": float(log_loss(truth, probs, labels=np.arange(len(classes)))),
             "per_class_accuracy": {

@@ -10,7 +10,7 @@ from kapps.errors import ConfigError, DataError, SubmissionError
 from kapps.segmentation import rle
 from kapps.segmentation.losses import MeanDice, SegmentationLoss
 from pipelines.data import batched, decoded_images
-from pipelines.data.augment import build_augmenter
+from pipelines.data.augment import build_augmenter, tta_views
 from pipelines.data.masks import (
     batched_pairs,
     decoded_pairs,
@@ -152,13 +152,19 @@ class SegmentationTask(Task):
         }
 
     # Prediction ---------------------------------------------------------------
-    def probabilities(self, model, images):
-        """Softmax class probabilities (B, h, w, K), averaged with the flipped image's."""
-        probs = tf.nn.softmax(model(images, training=False), axis=-1)
-        if self.cfg.submission.tta:
-            flipped = tf.nn.softmax(model(images[:, :, ::-1], training=False), axis=-1)
-            probs = (probs + flipped[:, :, ::-1]) / 2
-        return probs
+    def probabilities(self, model, images, tta=None):
+        """Softmax class probabilities (B, h, w, K); with `submission.tta`, averaged
+        over the flipped views (each flipped back)."""
+        flips = (
+            self.cfg.submission.tta_flips
+            if (self.cfg.submission.tta if tta is None else tta)
+            else []
+        )
+        probs = [
+            undo(tf.nn.softmax(model(view, training=False), axis=-1))
+            for view, undo in tta_views(images, flips)
+        ]
+        return tf.add_n(probs) / len(probs)
 
     def labels(self, probs):
         """Class ids from probabilities; binary tasks use `submission.threshold`."""
@@ -220,14 +226,17 @@ class SegmentationTask(Task):
             np.prod(self.cfg.data.image_size) / np.mean(np.prod(self._val_pairs.sizes, axis=1))
         )
         shown = []
+        tta = self.cfg.submission.tta
+        plain = np.zeros_like(confusion)  # without test-time augmentation, to report its effect
         for images, masks in data.val:
+            truth = masks.numpy()
+            if tta:
+                without = self.labels(self.probabilities(model, images, tta=False)).numpy()
+                without = np.stack([self.remove_small_regions(p, scale) for p in without])
+                plain += self._confusion(truth, without)
             predicted = self.labels(self.probabilities(model, images)).numpy()
             predicted = np.stack([self.remove_small_regions(p, scale) for p in predicted])
-            truth = masks.numpy()
-            confusion += np.bincount(
-                truth.ravel() * self.num_classes + predicted.ravel(),
-                minlength=self.num_classes**2,
-            ).reshape(self.num_classes, self.num_classes)
+            confusion += self._confusion(truth, predicted)
             for image, mask, pred in zip(images.numpy(), truth, predicted, strict=True):
                 if len(shown) < OVERLAY_IMAGES:
                     shown.append((image, mask, pred))
@@ -241,12 +250,23 @@ class SegmentationTask(Task):
             "Dice",
         )
         self._plot_overlays(shown, run_dir / "overlays.png")
+        scores = {}
+        if tta:
+            scores["without_tta"] = {
+                "mean_dice": float(np.nanmean(dice_scores(plain)[1:])),
+                "mean_iou": float(np.nanmean(iou_scores(plain))),
+            }
         return {
+            **scores,
             "mean_dice": float(np.nanmean(list(foreground.values()))),
             "mean_iou": float(np.nanmean(iou)),
             "pixel_accuracy": float(np.trace(confusion) / max(confusion.sum(), 1)),
             "dice_per_class": per_class,
         }
+
+    def _confusion(self, truth, predicted):
+        k = self.num_classes
+        return np.bincount(truth.ravel() * k + predicted.ravel(), minlength=k * k).reshape(k, k)
 
     def _plot_overlays(self, shown, path):
         captions = []
