@@ -83,7 +83,7 @@ def ensemble(run_dirs, weights="equal", out=None, log=print):
                 f"{run_dir} is a {other.competition.name} run, not {cfg.competition.name}"
             )
     task = get_task(cfg)
-    if not task.cross_validation:
+    if not task.blending:
         raise ConfigError(f"ensembles of {task.name} runs are not available yet")
     weights = parse_weights(weights, len(run_dirs)) if isinstance(weights, str) else weights
     frames = _oof_frames(run_dirs)

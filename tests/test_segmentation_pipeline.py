@@ -242,3 +242,19 @@ def test_min_area_drops_stray_regions_only(shapes):
     kept = _task(shapes, "submission.min_area=5").remove_small_regions(labels)
     assert kept.sum() == 36 and (kept[1:7, 1:7] == 1).all()
     assert _task(shapes, "submission.min_area=0").remove_small_regions(labels) is labels
+
+
+def test_shapes_seg_cross_validation(shapes, cli):
+    result = cli("run", shapes, *TINY, "train.epochs=1", "cv.folds=2")
+    assert result.exit_code == 0, result.output
+    assert "averaged the test predictions of 2 fold models" in result.output
+    run = next((shapes.parent.parent / "runs" / "shapes-seg").iterdir())
+    oof = pd.read_csv(run / "oof.csv")
+    assert oof["row"].tolist() == list(range(48))  # every training image, once
+    metrics = json.loads((run / "metrics.json").read_text())
+    pooled = metrics["validation"]
+    assert set(pooled["dice_per_class"]) == {"ellipse", "polygon", "blob"}
+    assert len(metrics["cv"]["mean_dice"]["folds"]) == 2
+    inter, total = oof["inter_ellipse"].sum(), oof["pred_ellipse"].sum() + oof["true_ellipse"].sum()
+    assert pooled["dice_per_class"]["ellipse"] == pytest.approx(2 * inter / total)
+    assert cli("submit", run).exit_code == 0

@@ -33,6 +33,7 @@ class Task:
     name: ClassVar[str]
     examples: ClassVar[str] = "images"  # what one training example is, for the run summary
     cross_validation: ClassVar[bool] = False  # implements the cv hooks below
+    blending: ClassVar[bool] = False  # and the out-of-fold prediction hooks `ensemble` blends
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -111,7 +112,7 @@ class Task:
         return ()
 
     # Cross-validation (`cv.folds` > 1) -----------------------------------------
-    def groups(self):
+    def groups(self, ids=None):
         """The `cv.group_column` value of every training row (a train CSV column)."""
         cfg = self.cfg
         column = cfg.cv.group_column

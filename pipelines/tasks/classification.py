@@ -30,6 +30,7 @@ def _softmax(logits):
 class ClassificationTask(Task):
     name = "classification"
     cross_validation = True
+    blending = True
 
     def __init__(self, cfg):
         super().__init__(cfg)

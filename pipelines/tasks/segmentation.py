@@ -1,14 +1,18 @@
 """Semantic segmentation: a class per pixel, submitted as run-length encoded masks."""
 
+import hashlib
+from pathlib import Path
+
 import keras
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 from scipy import ndimage
-from sklearn.model_selection import train_test_split
 
 from kapps.errors import ConfigError, DataError, SubmissionError
 from kapps.segmentation import rle
 from kapps.segmentation.losses import MeanDice, SegmentationLoss
+from pipelines.cv import duplicates_across_folds, split_rows
 from pipelines.data import batched, decoded_images
 from pipelines.data.augment import build_augmenter, tta_views
 from pipelines.data.masks import (
@@ -51,6 +55,7 @@ def mask_dice(truth, prediction):
 
 class SegmentationTask(Task):
     name = "segmentation"
+    cross_validation = True
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -87,9 +92,9 @@ class SegmentationTask(Task):
         if source.rles is not None:
             order, how = detect_order(cfg, source)
             notes.append(how)
-        train_rows, val_rows = train_test_split(
-            np.arange(len(source)), test_size=cfg.data.val_fraction, random_state=cfg.train.seed
-        )
+        groups = self.groups(source.ids) if cfg.cv.strategy == "group" else None
+        train_rows, val_rows = split_rows(cfg, len(source), groups=groups)
+        self._source_ids, self._val_rows = source.ids, val_rows
         train_set = self._pairs(source.subset(train_rows), run_dir, "train", order)
         val_set = self._pairs(source.subset(val_rows), run_dir, "val", order)
         if len(train_set) == 0:
@@ -193,11 +198,16 @@ class SegmentationTask(Task):
 
     def predict(self, model, dataset):
         """Per test image, one RLE string per foreground class at the image's own size."""
+        return self.predict_folds([model], dataset)
+
+    def predict_folds(self, models, dataset):
+        """`predict` with the mask probabilities of several models averaged."""
         order = self._submission_order()
         sizes = list(self._test_sizes.values())
         encoded = []
         for images in dataset:
-            for probs in self.probabilities(model, images):
+            averaged = tf.add_n([self.probabilities(m, images) for m in models]) / len(models)
+            for probs in averaged:
                 height, width = sizes[len(encoded)]
                 full = tf.image.resize(probs, (height, width), method="bilinear")
                 labels = self.remove_small_regions(self.labels(full[None])[0].numpy())
@@ -261,6 +271,57 @@ class SegmentationTask(Task):
             "mean_dice": float(np.nanmean(list(foreground.values()))),
             "mean_iou": float(np.nanmean(iou)),
             "pixel_accuracy": float(np.trace(confusion) / max(confusion.sum(), 1)),
+            "dice_per_class": per_class,
+        }
+
+    # Cross-validation --------------------------------------------------------
+    def groups(self, ids=None):
+        """`cv.group_column` per training image, from the train CSV's first row of each id."""
+        cfg = self.cfg
+        if cfg.data.format != "rle_csv":
+            raise ConfigError("cv.group_column needs the RLE CSV layout (data.format rle_csv)")
+        frame = read_csv(cfg.data_path(cfg.data.train), "train CSV", ids_as_text=True)
+        column = cfg.cv.group_column
+        if column not in frame.columns:
+            raise ConfigError(f"cv.group_column {column!r} is not a column of {cfg.data.train}")
+        first = frame.drop_duplicates(frame.columns[0]).set_index(frame.columns[0])[column]
+        return np.asarray([str(first[i]) for i in ids])
+
+    def oof_frame(self, model, data):
+        """Per validation image: Dice terms per class (intersection, predicted and true
+        pixels at the model's size), so the pooled Dice of all folds is exact."""
+        records = []
+        position = 0
+        scale = float(
+            np.prod(self.cfg.data.image_size) / np.mean(np.prod(self._val_pairs.sizes, axis=1))
+        )
+        for images, masks in data.val:
+            predicted = self.labels(self.probabilities(model, images)).numpy()
+            predicted = [self.remove_small_regions(p, scale) for p in predicted]
+            for truth, pred in zip(masks.numpy(), predicted, strict=True):
+                row = int(self._val_rows[self._val_pairs.rows[position]])
+                record = {"row": row, "id": str(self._source_ids[row])}
+                for k, name in enumerate(self.class_names[1:], start=1):
+                    record[f"inter_{name}"] = int(((truth == k) & (pred == k)).sum())
+                    record[f"pred_{name}"] = int((pred == k).sum())
+                    record[f"true_{name}"] = int((truth == k).sum())
+                records.append(record)
+                position += 1
+        return pd.DataFrame(records)
+
+    def duplicates_across_folds(self):
+        source = read_mask_source(self.cfg)
+        hashes = [hashlib.sha1(Path(p).read_bytes()).hexdigest() for p in source.paths]
+        groups = self.groups(source.ids) if self.cfg.cv.strategy == "group" else None
+        return duplicates_across_folds(self.cfg, hashes, groups=groups)
+
+    def score_oof(self, frame):
+        per_class = {}
+        for name in self.class_names[1:]:
+            total = frame[f"pred_{name}"].sum() + frame[f"true_{name}"].sum()
+            per_class[name] = float(2 * frame[f"inter_{name}"].sum() / total) if total else np.nan
+        return {
+            "mean_dice": float(np.nanmean(list(per_class.values()))),
             "dice_per_class": per_class,
         }
 
