@@ -8,18 +8,29 @@ loss (log loss for classification) over non-negative weights that sum to 1,
 and reports the blend's out-of-fold scores next to each member's. The blend
 is written as a validated submission in its own folder with `metrics.json`
 and `oof.csv`.
+
+Segmentation runs keep out-of-fold Dice terms, not probabilities: their
+blend takes given weights (equal by default), and every run's models predict
+each test batch together, their mask probabilities weighted.
 """
 
 import hashlib
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
 from kapps.errors import ConfigError
 from pipelines.cv import OOF_FILE
-from pipelines.predict import SUBMISSION_FILE, load_run, test_predictions, write_predictions
+from pipelines.predict import (
+    SUBMISSION_FILE,
+    load_run,
+    model_files,
+    test_predictions,
+    write_predictions,
+)
 from pipelines.runs import write_json, write_text
 from pipelines.tasks import get_task
 
@@ -83,9 +94,11 @@ def ensemble(run_dirs, weights="equal", out=None, log=print):
                 f"{run_dir} is a {other.competition.name} run, not {cfg.competition.name}"
             )
     task = get_task(cfg)
-    if not task.blending:
-        raise ConfigError(f"ensembles of {task.name} runs are not available yet")
+    if not task.cross_validation:
+        raise ConfigError(f"ensembles of {task.name} runs are not available")
     weights = parse_weights(weights, len(run_dirs)) if isinstance(weights, str) else weights
+    if not task.blending:
+        return _ensemble_models(task, run_dirs, configs, weights, out, log)
     frames = _oof_frames(run_dirs)
     if weights == "auto" and frames is None:
         raise ConfigError(
@@ -103,17 +116,7 @@ def ensemble(run_dirs, weights="equal", out=None, log=print):
             rows.append({"run": str(run_dir), "weight": weight, **task.score_oof(frame)})
         blend_frame = task.with_oof_predictions(frames[0], blended_oof)
         rows.append({"run": "blend", "weight": 1.0, **task.score_oof(blend_frame)})
-    name = "+".join(r.name for r in run_dirs) + ",".join(f"{w:.4f}" for w in weights)
-    out = (
-        Path(out)
-        if out
-        else (
-            Path(cfg.run.dir)
-            / cfg.competition.name
-            / f"ensemble-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
-        )
-    )
-    out.mkdir(parents=True, exist_ok=True)
+    out = _out_dir(cfg, run_dirs, weights, out)
     write_text(out / "config.yaml", cfg.to_yaml())
     if frames:
         write_text(out / OOF_FILE, blend_frame.reset_index().to_csv(index=False))
@@ -130,3 +133,57 @@ def ensemble(run_dirs, weights="equal", out=None, log=print):
     }
     write_json(out / "metrics.json", metrics)
     return {**metrics, "run_dir": str(out), "submission": result["submission"]}
+
+
+def _out_dir(cfg, run_dirs, weights, out):
+    name = "+".join(r.name for r in run_dirs) + ",".join(f"{w:.4f}" for w in weights)
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    out = Path(out) if out else Path(cfg.run.dir) / cfg.competition.name / f"ensemble-{digest}"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _ensemble_models(task, run_dirs, configs, weights, out, log):
+    """Tasks whose predictions are not averaged as arrays (masks as RLE): every run's
+    models predict each test batch together, their probabilities weighted.
+    Their out-of-fold files hold scores, not probabilities, so weights are given."""
+    if weights == "auto":
+        raise ConfigError(
+            f"--weights auto needs out-of-fold probabilities, which {task.name} runs do "
+            "not keep: give the weights (equal, or e.g. 0.6,0.4)"
+        )
+    if weights == "equal":
+        weights = [1 / len(run_dirs)] * len(run_dirs)
+    cfg = configs[0]
+    for run_dir, other in zip(run_dirs[1:], configs[1:], strict=True):
+        if tuple(other.data.image_size) != tuple(cfg.data.image_size):
+            raise ConfigError(
+                f"{run_dir} predicts at {tuple(other.data.image_size)}, the first run at "
+                f"{tuple(cfg.data.image_size)}: blend runs of one input size"
+            )
+    models, model_weights, rows = [], [], []
+    for run_dir, run_cfg, weight in zip(run_dirs, configs, weights, strict=True):
+        files = model_files(run_dir, run_cfg)
+        models += [keras.saving.load_model(f) for f in files]
+        model_weights += [weight / len(files)] * len(files)
+        oof = Path(run_dir) / OOF_FILE
+        scores = task.score_oof(pd.read_csv(oof)) if oof.is_file() else {}
+        rows.append({"run": str(run_dir), "weight": weight, **_scalars(scores)})
+    out = _out_dir(cfg, run_dirs, weights, out)
+    write_text(out / "config.yaml", cfg.to_yaml())
+    dataset, ids = task.test_data(out)
+    blended = task.predict_folds(models, dataset, model_weights)
+    log(f"blended the test predictions of {len(models)} models from {len(run_dirs)} runs")
+    result = write_predictions(cfg, task, ids, blended, out / SUBMISSION_FILE, log)
+    metrics = {
+        "members": [str(r) for r in run_dirs],
+        "weights": weights,
+        "out_of_fold": rows if all(len(r) > 2 for r in rows) else [],
+        **({"test": result["test"]} if "test" in result else {}),
+    }
+    write_json(out / "metrics.json", metrics)
+    return {**metrics, "run_dir": str(out), "submission": result["submission"]}
+
+
+def _scalars(scores):
+    return {k: v for k, v in scores.items() if isinstance(v, int | float)}

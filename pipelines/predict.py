@@ -32,24 +32,30 @@ def test_predictions(run_dir, log=print):
     """
     run_dir = Path(run_dir)
     cfg = load_run(run_dir)
+    files = model_files(run_dir, cfg)
+    task = get_task(cfg)
+    dataset, ids = task.test_data(run_dir)
+    if len(files) > 1:  # cross-validation: the fold models' predictions, averaged
+        models = [keras.saving.load_model(f) for f in files]
+        predictions = task.predict_folds(models, dataset)
+        log(f"averaged the test predictions of {len(files)} fold models")
+    else:
+        predictions = task.predict(keras.saving.load_model(files[0]), dataset)
+    return cfg, task, ids, predictions
+
+
+def model_files(run_dir, cfg):
+    """The run's best model, or its fold models when it is cross-validated."""
     folds = cfg.cv.folds if cfg.cv.fold is None else 1
-    model_files = (
+    files = (
         [fold_dir(run_dir, k) / BEST_MODEL for k in range(folds)]
         if folds > 1
         else [run_dir / BEST_MODEL]
     )
-    missing = [f for f in model_files if not f.is_file()]
+    missing = [f for f in files if not f.is_file()]
     if missing:
         raise ConfigError(f"{run_dir} has no {missing[0].relative_to(run_dir)}; train it first")
-    task = get_task(cfg)
-    dataset, ids = task.test_data(run_dir)
-    if folds > 1:  # cross-validation: the fold models' predictions, averaged
-        models = [keras.saving.load_model(f) for f in model_files]
-        predictions = task.predict_folds(models, dataset)
-        log(f"averaged the test predictions of {folds} fold models")
-    else:
-        predictions = task.predict(keras.saving.load_model(model_files[0]), dataset)
-    return cfg, task, ids, predictions
+    return files
 
 
 def write_predictions(cfg, task, ids, predictions, path, log=print):

@@ -258,3 +258,19 @@ def test_shapes_seg_cross_validation(shapes, cli):
     inter, total = oof["inter_ellipse"].sum(), oof["pred_ellipse"].sum() + oof["true_ellipse"].sum()
     assert pooled["dice_per_class"]["ellipse"] == pytest.approx(2 * inter / total)
     assert cli("submit", run).exit_code == 0
+
+    # A plain run blended with the cross-validated one (weights given: no
+    # out-of-fold probabilities for masks).
+    plain = cli("train", shapes, *TINY, "train.epochs=1", "model.args.filters=8")
+    assert plain.exit_code == 0, plain.output
+    other = next(r for r in run.parent.iterdir() if r != run)
+    auto = cli("ensemble", run, other, "--weights", "auto")
+    assert auto.exit_code == 2 and "give the weights" in auto.output
+    out = run.parent.parent / "blend"
+    blend = cli("ensemble", run, other, "--weights", "2,1", "--out", out)
+    assert blend.exit_code == 0, blend.output
+    assert "blended the test predictions of 3 models from 2 runs" in blend.output
+    assert cli("submit", out).exit_code == 0
+    assert json.loads((out / "metrics.json").read_text())["weights"] == pytest.approx(
+        [2 / 3, 1 / 3]
+    )

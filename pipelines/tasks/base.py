@@ -151,13 +151,14 @@ class Task:
         """`(row, row)` pairs of identical training examples in different folds."""
         return []
 
-    def predict_folds(self, models, dataset):
-        """The test predictions of several fold models, averaged."""
+    def predict_folds(self, models, dataset, weights=None):
+        """The test predictions of several models, averaged (with `weights`, summing to 1)."""
+        weights = weights or [1 / len(models)] * len(models)
         total = None
-        for model in models:
-            predictions = self.predict(model, dataset)
+        for model, weight in zip(models, weights, strict=True):
+            predictions = weight * self.predict(model, dataset)
             total = predictions if total is None else total + predictions
-        return total / len(models)
+        return total
 
     def score(self, frame, answers) -> dict:
         """Local score of a submission frame against an answer key of the same shape."""

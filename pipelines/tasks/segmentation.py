@@ -200,13 +200,16 @@ class SegmentationTask(Task):
         """Per test image, one RLE string per foreground class at the image's own size."""
         return self.predict_folds([model], dataset)
 
-    def predict_folds(self, models, dataset):
+    def predict_folds(self, models, dataset, weights=None):
         """`predict` with the mask probabilities of several models averaged."""
+        weights = weights or [1 / len(models)] * len(models)
         order = self._submission_order()
         sizes = list(self._test_sizes.values())
         encoded = []
         for images in dataset:
-            averaged = tf.add_n([self.probabilities(m, images) for m in models]) / len(models)
+            averaged = tf.add_n(
+                [w * self.probabilities(m, images) for m, w in zip(models, weights, strict=True)]
+            )
             for probs in averaged:
                 height, width = sizes[len(encoded)]
                 full = tf.image.resize(probs, (height, width), method="bilinear")
