@@ -16,7 +16,7 @@ import pytest
 import kapps
 from tests.conftest import REPO
 
-DEFAULT = {"lenet5", "resnet18", "vit_tiny16", "gpt_nano"}
+DEFAULT = {"lenet5", "resnet18", "gpt_nano"}
 
 SCRIPT = """
 import sys
