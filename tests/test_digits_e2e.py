@@ -118,7 +118,7 @@ FAMILY_ROWS = {
     "vit_tiny16",
 }
 OTHER_MODELS = [
-    "alexnet",
+    pytest.param("alexnet", marks=pytest.mark.slow),  # the only one upscaled (to 67×67)
     pytest.param("keras.applications/MobileNetV2", marks=pytest.mark.slow),
     # One row per family: the registry test covers every variant's build and
     # train step; a digits epoch of the largest ones would take hours on a CPU.

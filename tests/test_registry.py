@@ -23,6 +23,11 @@ HEAVY = [
     "segmenter_small*",
     "segmenter_base*",
     "unet_resnet34",
+    # Default-run budget: a smaller row of each covers these.
+    "resnet50",  # resnet18/34 (ResNet-50's parameter count is asserted in test_zoo)
+    "vit_tiny32",  # vit_tiny16
+    "segmenter_tiny16",  # segmenter_tiny8
+    "unet_efficientnet_b0",  # unet_mobilenet
 ]
 
 

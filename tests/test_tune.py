@@ -121,7 +121,7 @@ def test_storage_errors_and_helpers(competition, cli, workdir):
 def test_tiny_study_writes_a_best_trial_that_retrains(competition, cli, workdir):
     comp = competition("digits")
     storage = f"sqlite:///{workdir / 'tune.db'}"
-    args = ["tune", comp, *TINY, SPACE, "--trials", "3", "--storage", storage]
+    args = ["tune", comp, *TINY, SPACE, "--trials", "2", "--storage", storage]
     result = cli(*args, "--study-name", "digits-v1")
     assert result.exit_code == 0, result.output
     out = workdir / "runs" / "digits" / "tune"
@@ -129,7 +129,7 @@ def test_tiny_study_writes_a_best_trial_that_retrains(competition, cli, workdir)
         assert (out / name).is_file(), name
     study = optuna.load_study(study_name="digits-v1", storage=storage)
     states = _states(study)  # the median pruner may stop one after its first epoch
-    assert states.get(TrialState.COMPLETE, 0) + states.get(TrialState.PRUNED, 0) == 3
+    assert states.get(TrialState.COMPLETE, 0) + states.get(TrialState.PRUNED, 0) == 2
     assert all(t.intermediate_values for t in study.trials)  # reported every epoch
     best = study.best_trial
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
@@ -152,7 +152,7 @@ def test_tiny_study_writes_a_best_trial_that_retrains(competition, cli, workdir)
     # The same command again resumes: the study already holds its 3 trials.
     again = cli(*args, "--study-name", "digits-v1")
     assert again.exit_code == 0
-    assert len(optuna.load_study(study_name="digits-v1", storage=storage).trials) == 3
+    assert len(optuna.load_study(study_name="digits-v1", storage=storage).trials) == 2
 
     # Optuna's own command line reads the study.
     optuna_cli = Path(sys.executable).with_name("optuna")
