@@ -151,7 +151,7 @@ def train(cfg, log=print, *, run_dir=None, callbacks=(), verbose=2):
         model = keras.saving.load_model(run_dir / BEST_MODEL)
         validation = task.evaluate(model, data, run_dir)
         if cfg.cv.fold is not None:  # one fold of a cross-validation
-            oof = task.oof_frame(model, data)
+            oof = task.oof_frame()
             write_text(run_dir / OOF_FILE, oof.to_csv(index=False))
     plot_curves(run_dir / HISTORY_FILE, run_dir / "curves.png")
     history = pd.read_csv(run_dir / HISTORY_FILE)

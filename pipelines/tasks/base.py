@@ -126,9 +126,14 @@ class Task:
             )
         return frame[column].astype(str).to_numpy()
 
-    def oof_frame(self, model, data):
-        """Out-of-fold predictions of this fold's validation rows: a `row` column (the
-        training row) first, then the truth and the predictions."""
+    def fold_groups(self, ids=None):
+        """`groups()` when the folds are grouped, else None."""
+        cv = self.cfg.cv
+        return self.groups(ids) if cv.folds > 1 and cv.strategy == "group" else None
+
+    def oof_frame(self):
+        """Out-of-fold predictions of this fold's validation rows, kept by `evaluate`:
+        a `row` column (the training row) first, then the truth and the predictions."""
         raise NotImplementedError
 
     def score_oof(self, frame) -> dict:

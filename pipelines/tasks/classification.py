@@ -53,8 +53,7 @@ class ClassificationTask(Task):
         return indices
 
     def _split(self, labels):
-        groups = self.groups() if self.cfg.cv.strategy == "group" else None
-        return split_rows(self.cfg, len(labels), labels, groups)
+        return split_rows(self.cfg, len(labels), labels, self.fold_groups())
 
     def _images(self, source, run_dir, split):
         data = self.cfg.data
@@ -155,7 +154,7 @@ class ClassificationTask(Task):
 
     def evaluate(self, model, data, run_dir):
         classes = self.cfg.data.classes
-        probs = self.predict(model, data.val)
+        probs = self._val_probs = self.predict(model, data.val)
         predicted, truth = probs.argmax(axis=1), self._val_labels[self._val_images.rows]
         matrix = confusion_matrix(truth, predicted, labels=np.arange(len(classes)))
         plot_confusion_matrix(matrix, classes, run_dir / "confusion_matrix.png")
@@ -213,9 +212,9 @@ class ClassificationTask(Task):
         write_cam_grid(model, images, captions, path)
 
     # Cross-validation --------------------------------------------------------
-    def oof_frame(self, model, data):
+    def oof_frame(self):
         classes = self.cfg.data.classes
-        probs = self.predict(model, data.val)
+        probs = self._val_probs  # from evaluate
         rows = self._val_rows[self._val_images.rows]
         truth = self._val_labels[self._val_images.rows]
         frame = pd.DataFrame({"row": rows, "label": np.asarray(classes, dtype=object)[truth]})
@@ -224,13 +223,15 @@ class ClassificationTask(Task):
         return frame
 
     def score_oof(self, frame):
-        classes = [str(c) for c in self.cfg.data.classes]
         probs = self.oof_predictions(frame)
-        truth = frame["label"].astype(str).map({c: k for k, c in enumerate(classes)}).to_numpy()
         return {
-            "accuracy": float((probs.argmax(axis=1) == truth).mean()),
+            "accuracy": float((probs.argmax(axis=1) == self._oof_truth(frame)).mean()),
             "log_loss": self.oof_loss(frame, probs),
         }
+
+    def _oof_truth(self, frame):
+        lookup = {str(c): k for k, c in enumerate(self.cfg.data.classes)}
+        return frame["label"].astype(str).map(lookup).to_numpy()
 
     def _probability_columns(self):
         return [f"p_{c}" for c in self.cfg.data.classes]
@@ -244,9 +245,8 @@ class ClassificationTask(Task):
         return frame
 
     def oof_loss(self, frame, predictions):
-        classes = [str(c) for c in self.cfg.data.classes]
-        truth = frame["label"].astype(str).map({c: k for k, c in enumerate(classes)}).to_numpy()
-        return float(log_loss(truth, predictions, labels=np.arange(len(classes))))
+        labels = np.arange(len(self.cfg.data.classes))
+        return float(log_loss(self._oof_truth(frame), predictions, labels=labels))
 
     def duplicates_across_folds(self):
         source = read_train_source(self.cfg)
@@ -255,8 +255,7 @@ class ClassificationTask(Task):
         else:
             hashes = [hashlib.sha1(Path(p).read_bytes()).hexdigest() for p in source.paths]
         labels = self._class_indices(source.labels, self.cfg.data_path(self.cfg.data.train))
-        groups = self.groups() if self.cfg.cv.strategy == "group" else None
-        return duplicates_across_folds(self.cfg, hashes, labels, groups)
+        return duplicates_across_folds(self.cfg, hashes, labels, self.fold_groups())
 
     def submission_frame(self, ids, predictions, sample):
         cfg = self.cfg

@@ -92,8 +92,7 @@ class SegmentationTask(Task):
         if source.rles is not None:
             order, how = detect_order(cfg, source)
             notes.append(how)
-        groups = self.groups(source.ids) if cfg.cv.strategy == "group" else None
-        train_rows, val_rows = split_rows(cfg, len(source), groups=groups)
+        train_rows, val_rows = split_rows(cfg, len(source), groups=self.fold_groups(source.ids))
         self._source_ids, self._val_rows = source.ids, val_rows
         train_set = self._pairs(source.subset(train_rows), run_dir, "train", order)
         val_set = self._pairs(source.subset(val_rows), run_dir, "val", order)
@@ -239,6 +238,7 @@ class SegmentationTask(Task):
             np.prod(self.cfg.data.image_size) / np.mean(np.prod(self._val_pairs.sizes, axis=1))
         )
         shown = []
+        self._oof_records = []  # per validation image, for a cross-validation's oof.csv
         tta = self.cfg.submission.tta
         plain = np.zeros_like(confusion)  # without test-time augmentation, to report its effect
         for images, masks in data.val:
@@ -250,6 +250,9 @@ class SegmentationTask(Task):
             predicted = self.labels(self.probabilities(model, images)).numpy()
             predicted = np.stack([self.remove_small_regions(p, scale) for p in predicted])
             confusion += self._confusion(truth, predicted)
+            self._oof_records += [
+                self._dice_terms(t, p) for t, p in zip(truth, predicted, strict=True)
+            ]
             for image, mask, pred in zip(images.numpy(), truth, predicted, strict=True):
                 if len(shown) < OVERLAY_IMAGES:
                     shown.append((image, mask, pred))
@@ -290,33 +293,28 @@ class SegmentationTask(Task):
         first = frame.drop_duplicates(frame.columns[0]).set_index(frame.columns[0])[column]
         return np.asarray([str(first[i]) for i in ids])
 
-    def oof_frame(self, model, data):
-        """Per validation image: Dice terms per class (intersection, predicted and true
-        pixels at the model's size), so the pooled Dice of all folds is exact."""
-        records = []
-        position = 0
-        scale = float(
-            np.prod(self.cfg.data.image_size) / np.mean(np.prod(self._val_pairs.sizes, axis=1))
-        )
-        for images, masks in data.val:
-            predicted = self.labels(self.probabilities(model, images)).numpy()
-            predicted = [self.remove_small_regions(p, scale) for p in predicted]
-            for truth, pred in zip(masks.numpy(), predicted, strict=True):
-                row = int(self._val_rows[self._val_pairs.rows[position]])
-                record = {"row": row, "id": str(self._source_ids[row])}
-                for k, name in enumerate(self.class_names[1:], start=1):
-                    record[f"inter_{name}"] = int(((truth == k) & (pred == k)).sum())
-                    record[f"pred_{name}"] = int((pred == k).sum())
-                    record[f"true_{name}"] = int((truth == k).sum())
-                records.append(record)
-                position += 1
-        return pd.DataFrame(records)
+    def oof_frame(self):
+        """Per validation image (from `evaluate`): Dice terms per class (intersection,
+        predicted and true pixels at the model's size), so the pooled Dice of all
+        folds is exact."""
+        rows = self._val_rows[self._val_pairs.rows]
+        frame = pd.DataFrame(self._oof_records)
+        frame.insert(0, "id", [str(i) for i in self._source_ids[rows]])
+        frame.insert(0, "row", rows)
+        return frame
+
+    def _dice_terms(self, truth, pred):
+        terms = {}
+        for k, name in enumerate(self.class_names[1:], start=1):
+            terms[f"inter_{name}"] = int(((truth == k) & (pred == k)).sum())
+            terms[f"pred_{name}"] = int((pred == k).sum())
+            terms[f"true_{name}"] = int((truth == k).sum())
+        return terms
 
     def duplicates_across_folds(self):
         source = read_mask_source(self.cfg)
         hashes = [hashlib.sha1(Path(p).read_bytes()).hexdigest() for p in source.paths]
-        groups = self.groups(source.ids) if self.cfg.cv.strategy == "group" else None
-        return duplicates_across_folds(self.cfg, hashes, groups=groups)
+        return duplicates_across_folds(self.cfg, hashes, groups=self.fold_groups(source.ids))
 
     def score_oof(self, frame):
         per_class = {}
