@@ -87,7 +87,7 @@ def min_input_size(name):
     return get_entry(name).min_input_size if "/" not in name else 32
 
 
-def create_model(name, **kwargs):
+def create_model(name, /, **kwargs):
     """Build a registered model by name.
 
     Names of other libraries resolve here too: `"keras.applications/ResNet50V2"`

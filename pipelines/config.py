@@ -27,7 +27,9 @@ class Section(BaseModel):
 
 class CompetitionConfig(Section):
     name: str  # folder name under run.dir
-    task: Literal["classification", "segmentation", "text"] = "classification"  # task family
+    task: Literal["classification", "segmentation", "retrieval", "text"] = (
+        "classification"  # task family
+    )
     kaggle: str | None = None  # Kaggle slug `kapps prepare` downloads; None: made by prepare.py
     dir: str | None = None  # the competition folder; filled in when the config is loaded
 
@@ -35,8 +37,16 @@ class CompetitionConfig(Section):
 class DataConfig(Section):
     dir: str = "data"  # data folder, relative to the competition folder
     format: Literal[
-        "pixel_csv", "class_folders", "csv_paths", "mask_folders", "rle_csv", "text"
-    ] = "pixel_csv"  # train layout; mask_folders and rle_csv: segmentation; text: a corpus
+        "pixel_csv",
+        "class_folders",
+        "csv_paths",
+        "mask_folders",
+        "rle_csv",
+        "captions",
+        "coco_captions",
+        "text",
+    ] = "pixel_csv"  # train layout; mask_folders, rle_csv: segmentation; captions,
+    # coco_captions: retrieval (an image,caption CSV or COCO captions JSON); text: a corpus
     train: str = "train.csv"  # pixel CSV, CSV of ids+labels, or folder of class folders
     train_images: str = "{id}"  # csv_paths: image path for a train id, relative to data.dir
     test: str = "test.csv"  # pixel CSV, or CSV listing test ids (often sample_submission.csv)
@@ -62,10 +72,17 @@ class DataConfig(Section):
     # the validation split is the last val_fraction of the corpus by position
     text_column: str = "text"  # text: the column of a CSV corpus
     prompt_column: str = "prompt"  # text: the prompt column of data.test
-    tokenizer: Literal["char", "bpe", "unigram"] = "char"  # text: char, or SentencePiece subwords
+    tokenizer: Literal["char", "word", "bpe", "unigram"] = "char"  # text, captions: char,
+    # word (lower-cased words), or SentencePiece subwords (bpe, unigram)
     vocab_size: int = Field(1000, ge=16)  # text: subword vocabulary size
     seq_len: int = Field(128, ge=2)  # text: tokens per training window (the model's context)
     ngram_order: int = Field(5, ge=1, le=12)  # text: order of the Kneser-Ney baseline
+    # retrieval: data.train lists captions (several per image), split by image; data.test
+    # holds the query captions (id + caption_column), data.gallery the images searched
+    image_column: str = "image"  # captions: the image file column
+    caption_column: str = "caption"  # captions and retrieval queries: the caption column
+    gallery: str | None = None  # retrieval: CSV of the test images searched (image_column)
+    prompt_template: str = "a photo of a {}"  # zero-shot prompt of a class (label_column)
 
 
 class AugmentConfig(Section):
@@ -102,10 +119,13 @@ class TrainConfig(Section):
 
 
 class SubmissionConfig(Section):
-    kind: Literal["label", "probability", "rle", "text"] = "label"  # what target columns hold
+    kind: Literal["label", "probability", "rle", "text", "matches"] = "label"  # target columns
+    # hold: a label, probabilities, RLE masks, text, or space-joined ids of the best matches
     positive_class: Any = None  # probability with one target column: P(this class)
     clip: float = Field(0.0, ge=0, lt=0.5)  # probability: clip to [clip, 1 - clip]
-    metric: Literal["accuracy", "log_loss", "dice"] | None = None  # local score; None: by kind
+    metric: Literal["accuracy", "log_loss", "dice", "recall", "map"] | None = None  # local
+    # score; None: by kind (matches: recall@top_k)
+    top_k: int = Field(5, ge=1)  # matches: ids per query
     threshold: float = Field(0.5, gt=0, lt=1)  # binary masks: foreground probability cut-off
     tta: bool = False  # test-time augmentation: average with the flipped images' predictions
     tta_flips: list[Literal["horizontal", "vertical"]] = ["horizontal"]  # the flipped views
@@ -207,7 +227,11 @@ class Config(Section):
     def _check_pixel_shape(self):
         if self.data.format == "pixel_csv" and self.data.pixel_shape is None:
             raise ValueError("data.pixel_shape is required when data.format is pixel_csv")
-        formats = {"segmentation": {"mask_folders", "rle_csv"}, "text": {"text"}}
+        formats = {
+            "segmentation": {"mask_folders", "rle_csv"},
+            "retrieval": {"captions", "coco_captions"},
+            "text": {"text"},
+        }
         task = self.competition.task
         wanted = formats.get(task, {"pixel_csv", "class_folders", "csv_paths"})
         if self.data.format not in wanted:
@@ -219,6 +243,8 @@ class Config(Section):
             raise ValueError("text competitions have no local score: remove data.answers")
         if self.cv.folds > 1 and task == "text":
             raise ValueError("cv.folds: text competitions validate on the end of the corpus only")
+        if self.cv.folds > 1 and task == "retrieval":
+            raise ValueError("cv.folds: retrieval competitions take one image-wise split")
         if self.cv.strategy == "group" and self.cv.folds > 1 and not self.cv.group_column:
             raise ValueError("cv.strategy group needs cv.group_column (the train CSV column)")
         if self.cv.fold is not None and self.cv.fold >= self.cv.folds:

@@ -1,5 +1,7 @@
 """Plots a run leaves behind. Matplotlib with the Agg backend: no screen needed."""
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -142,4 +144,34 @@ def plot_bars(values, path, title, ylabel):
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
+    _save(fig, path)
+
+
+def plot_retrieval_grid(queries, results, hits, path, title):
+    """One row per text query: the caption, then its top results (green frame: a match).
+
+    Args:
+        queries: caption strings.
+        results: per query, a list of uint8 images, best first.
+        hits: per query, a list of booleans (is that result a match).
+    """
+    rows, columns = len(queries), max((len(r) for r in results), default=1)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(1.5 * columns + 2.6, 1.55 * rows + 0.6), squeeze=False
+    )
+    for row, (caption, images, matched) in enumerate(zip(queries, results, hits, strict=True)):
+        for column, ax in enumerate(axes[row]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if column >= len(images):
+                ax.axis("off")
+                continue
+            ax.imshow(np.asarray(images[column]))
+            colour = "tab:green" if matched[column] else "tab:red"
+            for spine in ax.spines.values():
+                spine.set_edgecolor(colour)
+                spine.set_linewidth(3 if matched[column] else 1)
+        wrapped = "\n".join(textwrap.wrap(caption, 28)[:4])
+        axes[row][0].set_ylabel(wrapped, rotation=0, ha="right", va="center", fontsize=7)
+    fig.suptitle(title)
     _save(fig, path)

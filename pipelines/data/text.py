@@ -7,6 +7,8 @@ validation text is seen in training.
 """
 
 import json
+import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +83,50 @@ class CharTokenizer:
         (Path(folder) / TOKENIZER_FILE).write_text(json.dumps(data, ensure_ascii=False))
 
 
+class WordTokenizer:
+    """Lower-cased words and punctuation marks, the most frequent `vocab_size` − 3.
+
+    Ids 0, 1 and 2 are padding, unknown word and end of text (the token a
+    CLIP text tower pools).
+    """
+
+    kind = "word"
+    PAD, UNKNOWN, END = 0, 1, 2
+    SPECIAL = ("[pad]", "[unk]", "[end]")
+
+    def __init__(self, words):
+        self.words = list(words)
+        self._ids = {w: i + len(self.SPECIAL) for i, w in enumerate(self.words)}
+
+    @staticmethod
+    def split(text):
+        return re.findall(r"\w+|[^\w\s]", text.lower())
+
+    @classmethod
+    def fit(cls, text, vocab_size):
+        counts = Counter(cls.split(text))
+        keep = vocab_size - len(cls.SPECIAL)
+        return cls(sorted(w for w, _ in counts.most_common(keep)))
+
+    @property
+    def vocab_size(self):
+        return len(self.words) + len(self.SPECIAL)
+
+    def encode(self, text):
+        return [self._ids.get(w, self.UNKNOWN) for w in self.split(text)]
+
+    def decode(self, ids):
+        table = [*self.SPECIAL, *self.words]
+        return " ".join(table[i] for i in ids if i != self.PAD)
+
+    def unknown(self, text):
+        return sorted({w for w in self.split(text) if w not in self._ids})
+
+    def save(self, folder):
+        data = {"kind": self.kind, "words": self.words}
+        (Path(folder) / TOKENIZER_FILE).write_text(json.dumps(data, ensure_ascii=False))
+
+
 class SubwordTokenizer:
     """A SentencePiece BPE or unigram model trained on the training text.
 
@@ -135,11 +181,13 @@ class SubwordTokenizer:
 
 
 def fit_tokenizer(text, kind, vocab_size, folder):
-    """Train the tokenizer `kind` (char, bpe, unigram) on `text` and save it in `folder`."""
+    """Train the tokenizer `kind` (char, word, bpe, unigram) on `text`; save it in `folder`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if kind == "char":
         tokenizer = CharTokenizer.fit(text)
+    elif kind == "word":
+        tokenizer = WordTokenizer.fit(text, vocab_size)
     else:
         try:
             tokenizer = SubwordTokenizer.fit(text, kind, vocab_size, folder)
@@ -157,6 +205,8 @@ def load_tokenizer(folder):
     data = json.loads(path.read_text())
     if data["kind"] == "char":
         return CharTokenizer(data["chars"])
+    if data["kind"] == "word":
+        return WordTokenizer(data["words"])
     return SubwordTokenizer(data["kind"], Path(folder) / data["model"])
 
 

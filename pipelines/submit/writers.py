@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 
 from kapps.errors import SubmissionError
+from pipelines.runs import atomic_write
 
 
 def _typed_like(values, sample_column):
@@ -89,3 +90,33 @@ def rle_frame(ids, rles, classes, sample, empty=""):
     return pd.DataFrame(
         {columns[0]: sample[columns[0]], columns[1]: sample[columns[1]], columns[2]: values}
     )
+
+
+def matches_frame(ids, matches, sample):
+    """`id,matches`: each query's best gallery ids, best first, space-joined.
+
+    Args:
+        ids: query ids, one per entry of `matches`.
+        matches: per query, a sequence of gallery ids.
+    """
+    if len(sample.columns) != 2:
+        raise SubmissionError(
+            f"a matches submission has 2 columns, the sample has {list(sample.columns)}"
+        )
+    id_col, target = sample.columns
+    joined = [" ".join(str(m) for m in row) for row in matches]
+    return pd.DataFrame({id_col: ids, target: joined})
+
+
+def write_embeddings(folder, name, ids, embeddings):
+    """`<name>.npy` (float32, one row per id) and `<name>_ids.csv` in `folder`, atomically."""
+    def save(tmp):
+        with open(tmp, "wb") as file:  # a file object: np.save would add ".npy" to a name
+            np.save(file, np.asarray(embeddings, np.float32))
+
+    atomic_write(folder / f"{name}.npy", save)
+    atomic_write(
+        folder / f"{name}_ids.csv",
+        lambda f: pd.DataFrame({"id": ids}).to_csv(f, index=False),
+    )
+    return folder / f"{name}.npy"

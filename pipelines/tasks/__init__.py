@@ -2,10 +2,14 @@
 
 from pipelines.tasks.base import Task, TrainingData
 from pipelines.tasks.classification import ClassificationTask
+from pipelines.tasks.retrieval import RetrievalTask
 from pipelines.tasks.segmentation import SegmentationTask
 from pipelines.tasks.text import TextTask
 
-TASKS = {task.name: task for task in (ClassificationTask, SegmentationTask, TextTask)}
+TASKS = {
+    task.name: task
+    for task in (ClassificationTask, SegmentationTask, RetrievalTask, TextTask)
+}
 
 
 def get_task(cfg):

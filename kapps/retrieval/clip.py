@@ -1,0 +1,279 @@
+"""CLIP: a contrastive image–text dual encoder (Radford et al., 2021).
+
+An image tower (any registered classification backbone with
+`include_top=False`), a text tower (a transformer encoder over token ids with
+a padding mask, pooled at the end-of-text token), a linear projection of each
+into a shared space, L2 normalisation, and a learnt temperature (clipped at
+100, section 2.5). Training minimises the symmetric InfoNCE loss over the
+in-batch negatives (the paper's Figure 3): each image must pick its own text
+among the batch's texts, and each text its own image.
+
+The functional graph takes `{"images", "token_ids", "padding_mask"}` and
+returns the (images, texts) similarity logits of the batch. `encode_images`
+and `encode_texts` give the normalised embeddings on their own, for search and
+zero-shot classification.
+
+At the ViT-B/32 configuration (224×224 images, vocabulary 49,408, 77 tokens,
+a 512-wide 12-layer text tower, 512-d embeddings) the model has
+151,276,545 parameters, within 0.001 % of keras-hub's `CLIPBackbone` with the
+same hyper-parameters (151,277,363; tested): the ViT tower here has a bias on
+its patch projection and no pre-encoder LayerNorm, and pools its patch tokens
+rather than a class token.
+"""
+
+import keras
+from keras import ops
+
+from kapps.registry import create_model, register_model
+from kapps.retrieval.layers import ContrastiveLogits, MaskedPooling, TextEncoderBlock
+from kapps.text.layers import INIT, PositionEmbedding
+
+VARIANTS = {  # image tower, image side, text width, layers, heads, embedding size, tokens
+    "clip_tiny": ("mobilenet_025", 64, 128, 2, 4, 128, 32),
+    "clip_vit_tiny16": ("vit_tiny16", 224, 256, 4, 4, 256, 77),
+    "clip_resnet50": ("resnet50", 224, 512, 12, 8, 1024, 77),
+    "clip_vit_b32": ("vit_base32", 224, 512, 12, 8, 512, 77),
+    "clip_vit_b16": ("vit_base16", 224, 512, 12, 8, 512, 77),
+}
+LN_EPSILON = 1e-5
+
+
+def _symmetric_infonce(logits):
+    """Mean of the image→text and text→image cross-entropies; the diagonal is right."""
+    labels = ops.arange(ops.shape(logits)[0])
+    logits = ops.cast(logits, "float32")
+    per_image = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+    per_text = keras.losses.sparse_categorical_crossentropy(
+        labels, ops.transpose(logits), from_logits=True
+    )
+    return (ops.mean(per_image) + ops.mean(per_text)) / 2
+
+
+@keras.saving.register_keras_serializable(package="kapps")
+class CLIP(keras.Model):
+    """The dual encoder; trains with `fit` on batches of matching image–text pairs.
+
+    Args:
+        image_encoder: a registered classification model name, built headless
+            (`include_top=False`) at `image_shape`, or a headless `keras.Model`.
+        image_encoder_args: more builder arguments for a named tower.
+        image_shape: (height, width, channels) of the raw 0–255 images.
+        image_pooling: "avg" pools the tower's feature map; "flatten" keeps
+            where things are (small images whose captions say "left of").
+        vocab_size, max_length: token ids and context length of the text tower.
+        text_width, text_layers, text_heads, text_intermediate_dim: its sizes.
+        text_pooling: "last" (the end-of-text token, as CLIP) or "mean".
+        embed_dim: size of the shared embedding space.
+        dropout: dropout in the text tower.
+    """
+
+    def __init__(
+        self,
+        image_encoder,
+        image_shape,
+        vocab_size,
+        max_length,
+        text_width,
+        text_layers,
+        text_heads,
+        text_intermediate_dim,
+        embed_dim,
+        image_pooling="avg",
+        text_pooling="last",
+        dropout=0.0,
+        image_encoder_args=None,
+        **kwargs,
+    ):
+        if image_pooling not in ("avg", "flatten"):
+            raise ValueError(f"image_pooling must be 'avg' or 'flatten', got {image_pooling!r}")
+        if text_width % text_heads:
+            raise ValueError(f"text_width {text_width} is not divisible by text_heads {text_heads}")
+        if isinstance(image_encoder, dict):  # from a saved config
+            image_encoder = keras.saving.deserialize_keras_object(image_encoder)
+        tower = image_encoder
+        if isinstance(tower, str):
+            tower = create_model(
+                tower,
+                input_shape=tuple(image_shape),
+                include_top=False,
+                pooling="avg" if image_pooling == "avg" else None,
+                name="image_encoder",
+                **(image_encoder_args or {}),
+            )
+        images = keras.Input(tuple(image_shape), name="images")
+        token_ids = keras.Input((None,), dtype="int32", name="token_ids")
+        padding_mask = keras.Input((None,), dtype="int32", name="padding_mask")
+
+        x = tower(images)
+        if len(x.shape) > 2:
+            x = keras.layers.Flatten(name="image_flatten")(x)
+        x = keras.layers.Dense(embed_dim, use_bias=False, name="image_projection")(x)
+        image_embedding = keras.layers.UnitNormalization(dtype="float32", name="image_embedding")(
+            x
+        )
+
+        t = keras.layers.Embedding(
+            vocab_size, text_width, embeddings_initializer=INIT, name="token_embedding"
+        )(token_ids)
+        t = keras.layers.Add(name="embeddings_add")(
+            [t, PositionEmbedding(max_length, name="position_embedding")(t)]
+        )
+        for i in range(text_layers):
+            t = TextEncoderBlock(
+                text_heads, text_intermediate_dim, dropout, LN_EPSILON, name=f"text_block_{i}"
+            )(t, padding_mask)
+        t = keras.layers.LayerNormalization(epsilon=LN_EPSILON, name="text_norm")(t)
+        t = MaskedPooling(text_pooling, name="text_pool")(t, padding_mask)
+        t = keras.layers.Dense(embed_dim, use_bias=False, name="text_projection")(t)
+        text_embedding = keras.layers.UnitNormalization(dtype="float32", name="text_embedding")(t)
+
+        logits = ContrastiveLogits(dtype="float32", name="logits")([image_embedding, text_embedding])
+        inputs = {"images": images, "token_ids": token_ids, "padding_mask": padding_mask}
+        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+        self.image_encoder = image_encoder if isinstance(image_encoder, str) else None
+        self.image_shape = tuple(image_shape)
+        self.vocab_size = vocab_size
+        self.max_length = max_length
+        self.text_width = text_width
+        self.text_layers = text_layers
+        self.text_heads = text_heads
+        self.text_intermediate_dim = text_intermediate_dim
+        self.embed_dim = embed_dim
+        self.image_pooling = image_pooling
+        self.text_pooling = text_pooling
+        self.dropout = dropout
+        self.image_encoder_args = dict(image_encoder_args or {})
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Symmetric InfoNCE over the batch (targets are implied: pair i is row i)."""
+        loss = _symmetric_infonce(y_pred)
+        for extra in self.losses:
+            loss = loss + ops.cast(ops.sum(extra), loss.dtype)
+        return loss
+
+    # Encoders on their own ------------------------------------------------------
+    def _part(self, inputs, output):
+        return keras.Model(
+            {name: self.get_layer(name).output for name in inputs}, self.get_layer(output).output
+        )
+
+    def encode_images(self, images, batch_size=128):
+        """L2-normalised image embeddings (numpy) of raw images or a dataset of them."""
+        return self._part(["images"], "image_embedding").predict(
+            images if not hasattr(images, "shape") else {"images": images},
+            batch_size=None if not hasattr(images, "shape") else batch_size,
+            verbose=0,
+        )
+
+    def encode_texts(self, token_ids, padding_mask=None, batch_size=512):
+        """L2-normalised text embeddings of padded token ids (0 = padding)."""
+        if padding_mask is None:
+            padding_mask = ops.convert_to_numpy(token_ids) != 0
+        inputs = {"token_ids": token_ids, "padding_mask": ops.cast(padding_mask, "int32")}
+        parts = self._part(["token_ids", "padding_mask"], "text_embedding")
+        return parts.predict(inputs, batch_size=batch_size, verbose=0)
+
+    def logit_scale(self):
+        return float(ops.convert_to_numpy(self.get_layer("logits").scale()))
+
+    def get_config(self):
+        tower = self.image_encoder or keras.saving.serialize_keras_object(
+            self.get_layer("image_encoder")
+        )
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "image_encoder": tower,
+            "image_shape": self.image_shape,
+            "vocab_size": self.vocab_size,
+            "max_length": self.max_length,
+            "text_width": self.text_width,
+            "text_layers": self.text_layers,
+            "text_heads": self.text_heads,
+            "text_intermediate_dim": self.text_intermediate_dim,
+            "embed_dim": self.embed_dim,
+            "image_pooling": self.image_pooling,
+            "text_pooling": self.text_pooling,
+            "dropout": self.dropout,
+            "image_encoder_args": self.image_encoder_args,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+@register_model(
+    task="retrieval",
+    variants={name: {"variant": name} for name in VARIANTS},
+    test_kwargs={
+        "image_shape": (32, 32, 3),
+        "vocab_size": 23,
+        "max_length": 16,
+        "text_width": 16,
+        "text_layers": 1,
+        "text_heads": 2,
+        "embed_dim": 8,
+    },
+)
+def clip(
+    image_shape=None,
+    vocab_size=49408,
+    *,
+    variant="clip_vit_b32",
+    image_encoder=None,
+    image_encoder_args=None,
+    image_pooling="avg",
+    max_length=None,
+    text_width=None,
+    text_layers=None,
+    text_heads=None,
+    text_intermediate_dim=None,
+    embed_dim=None,
+    text_pooling="last",
+    dropout=0.0,
+    name=None,
+):
+    """Build a CLIP dual encoder; any argument overrides the variant's.
+
+    Args:
+        image_shape: raw image shape; None: the variant's square RGB side.
+        vocab_size: token ids of the text tower (CLIP's BPE: 49,408).
+        variant: a row of `VARIANTS` (`clip_tiny`, …, `clip_vit_b32`, `clip_vit_b16`).
+        image_encoder: a classification model name (`kapps models`) or a
+            headless `keras.Model`; None: the variant's.
+        image_encoder_args: more arguments for the named tower's builder.
+        image_pooling: "avg" or "flatten" (keeps positions of small feature maps).
+        max_length: tokens per caption; None: the variant's (77, as CLIP).
+        text_width, text_layers, text_heads: text tower sizes; None: the variant's.
+        text_intermediate_dim: text MLP width; None: 4 × text_width.
+        embed_dim: shared embedding size; None: the variant's.
+        text_pooling: "last" (end-of-text token) or "mean".
+        dropout: text-tower dropout.
+        name: model name; None: the variant.
+
+    Example:
+    >>> model = clip((64, 64, 3), 100, variant="clip_tiny")
+    >>> model.output_shape
+    (None, None)
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown CLIP variant {variant!r}; one of {sorted(VARIANTS)}")
+    tower, side, width, layers, heads, embed, context = VARIANTS[variant]
+    width = text_width or width
+    return CLIP(
+        image_encoder or tower,
+        tuple(image_shape or (side, side, 3)),
+        vocab_size,
+        max_length or context,
+        width,
+        text_layers or layers,
+        text_heads or heads,
+        text_intermediate_dim or 4 * width,
+        embed_dim or embed,
+        image_pooling=image_pooling,
+        text_pooling=text_pooling,
+        dropout=dropout,
+        image_encoder_args=image_encoder_args,
+        name=name or variant,
+    )

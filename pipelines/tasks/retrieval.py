@@ -1,0 +1,265 @@
+"""Image–text retrieval: a dual encoder trained on captions; text queries → ranked images.
+
+Validation embeds every validation image and caption and ranks both ways
+(text→image: a caption's own image among all validation images;
+image→text: any of an image's captions among all validation captions), plus
+zero-shot classification of labelled images from class-name prompts. The
+test is a search: `data.test` holds query captions, `data.gallery` the images
+searched, and the submission lists each query's `submission.top_k` best
+gallery ids.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from kapps.errors import ConfigError, DataError
+from kapps.retrieval.search import (
+    mean_average_precision_at_k,
+    ranks_of,
+    recall_at_k,
+    top_k_search,
+)
+from pipelines.data import decoded_images
+from pipelines.data.augment import build_augmenter
+from pipelines.data.captions import (
+    caption_tokens,
+    image_batches,
+    pairs,
+    read_caption_table,
+    split_images,
+    token_space,
+)
+from pipelines.data.sources import ImageSource, read_csv, require_columns, submission_id_column
+from pipelines.data.text import fit_tokenizer, load_tokenizer
+from pipelines.plots import plot_retrieval_grid
+from pipelines.submit import matches_frame, write_embeddings
+from pipelines.tasks.base import Task, TrainingData
+
+RECALL_AT = (1, 5, 10)
+MAP_AT = 10
+GRID_QUERIES = 8
+EMBEDDINGS_DIR = "embeddings"
+
+
+def ranking_scores(queries, gallery, relevant):
+    """Recall@1/5/10, median rank and mAP@10 of queries against a gallery."""
+    ranks = ranks_of(queries, gallery, relevant)
+    top, _ = top_k_search(queries, gallery, MAP_AT)
+    scores = {f"recall@{k}": recall_at_k(ranks, k) for k in RECALL_AT}
+    scores["median_rank"] = float(np.median(ranks))
+    scores[f"map@{MAP_AT}"] = mean_average_precision_at_k(top, relevant, MAP_AT)
+    return scores
+
+
+class RetrievalTask(Task):
+    name = "retrieval"
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.tokenizer = None
+
+    # Data ------------------------------------------------------------------
+    def load_tokenizer(self, run_dir):
+        self.tokenizer = load_tokenizer(run_dir)
+        if self.tokenizer is None:
+            raise ConfigError(f"{run_dir} has no tokenizer; train it first")
+        return self.tokenizer
+
+    def _decode(self, source, run_dir, split, row_of):
+        """Decode a split's images once; an unreadable image is an error naming its row."""
+        data = self.cfg.data
+        images = decoded_images(
+            source,
+            data.image_size,
+            data.channels,
+            cache=data.cache,
+            cache_path=run_dir / "cache" / split,
+        )
+        if images.skipped:
+            bad = source.paths.index(images.skipped[0])
+            raise DataError(f"{row_of(bad)}: image {source.ids[bad]!r} cannot be decoded")
+        return images
+
+    def tokens(self, texts):
+        return caption_tokens(self.tokenizer, texts, self.cfg.data.seq_len)
+
+    def training_data(self, run_dir):
+        cfg, data = self.cfg, self.cfg.data
+        note = self.fit_image_size()
+        table = read_caption_table(cfg)
+        train_idx, val_idx = split_images(len(table.images), data.val_fraction, cfg.train.seed)
+        per_image = table.captions_of(range(len(table.images)))
+        train_text = "\n".join(table.captions[c] for i in train_idx for c in per_image[i])
+        self.tokenizer = load_tokenizer(run_dir) or fit_tokenizer(
+            train_text, data.tokenizer, data.vocab_size, run_dir
+        )
+        self.table, self.captions_tokens = table, self.tokens(table.captions)
+
+        def row_of(indices):
+            return lambda i: f"{table.where}: {table.row_name(indices[i])}"
+
+        train_set = self._decode(table.source(train_idx), run_dir, "train", row_of(train_idx))
+        self.val_set = self._decode(table.source(val_idx), run_dir, "val", row_of(val_idx))
+        self.val_idx, self.val_captions = val_idx, [per_image[i] for i in val_idx]
+        bs, seed = cfg.train.batch_size, cfg.train.seed
+        notes = [
+            f"captions: {len(table.captions):,} for {len(table.images):,} images, split by "
+            f"image: {len(train_idx):,} train / {len(val_idx):,} validation; "
+            f"{data.tokenizer} tokenizer, vocabulary {token_space(self.tokenizer)[0]:,}"
+        ]
+        return TrainingData(
+            train=pairs(
+                train_set,
+                self.captions_tokens,
+                [per_image[i] for i in train_idx],
+                batch_size=bs,
+                shuffle=True,
+                augment=build_augmenter(cfg.augment, seed),
+                seed=seed,
+            ),
+            val=pairs(self.val_set, self.captions_tokens, self.val_captions, batch_size=bs),
+            train_size=len(train_idx),
+            val_size=len(val_idx),
+            notes=[note, *notes] if note else notes,
+        )
+
+    def test_data(self, run_dir):
+        """`((gallery batches, query tokens), query ids)`; keeps the gallery ids."""
+        cfg, data = self.cfg, self.cfg.data
+        self.load_tokenizer(run_dir)
+        self.run_dir = run_dir
+        path = cfg.data_path(data.test)
+        queries = read_csv(path, "test queries", ids_as_text=True)
+        id_column = submission_id_column(cfg)
+        require_columns(queries, [id_column, data.caption_column], path)
+        texts = queries[data.caption_column]
+        empty = texts.isna() | (texts.astype(str).str.strip() == "")
+        if empty.any():
+            raise DataError(f"{path}: row {int(np.argmax(empty)) + 2}: empty query caption")
+        if not data.gallery:
+            raise ConfigError("data.gallery (the CSV of test images searched) is not set")
+        gallery_path = cfg.data_path(data.gallery)
+        gallery = read_csv(gallery_path, "gallery", ids_as_text=True)
+        column = data.image_column if data.image_column in gallery else gallery.columns[0]
+        self.gallery_ids = gallery[column].astype(str).to_numpy()
+        paths = [str(cfg.data_dir / data.test_images.format(id=i)) for i in self.gallery_ids]
+        for row, file in enumerate(paths):
+            if not Path(file).is_file():
+                raise DataError(f"{gallery_path}: row {row + 2}: image not found: {file}")
+        source = ImageSource(ids=self.gallery_ids, paths=paths)
+        images = self._decode(source, run_dir, "gallery", lambda i: f"{gallery_path}: row {i + 2}")
+        tokens = self.tokens(texts.astype(str).tolist())
+        return (image_batches(images, cfg.train.batch_size), tokens), queries[id_column].to_numpy()
+
+    # Model -----------------------------------------------------------------
+    def model_kwargs(self):
+        data = self.cfg.data
+        return {
+            "image_shape": (*data.image_size, data.channels),
+            "vocab_size": token_space(self.tokenizer)[0],
+            "max_length": data.seq_len,
+        }
+
+    def compile_args(self):
+        if self.cfg.train.loss not in (None,):
+            raise ConfigError(
+                f"train.loss {self.cfg.train.loss!r}: a dual encoder trains with its own "
+                "contrastive loss; remove train.loss"
+            )
+        return {}  # the model's compute_loss: symmetric InfoNCE over the batch
+
+    # After training ----------------------------------------------------------
+    def evaluate(self, model, data, run_dir):
+        bs = self.cfg.train.batch_size
+        images = model.encode_images(image_batches(self.val_set, bs))
+        flat = np.concatenate(self.val_captions)
+        owner = np.repeat(np.arange(len(self.val_captions)), [len(c) for c in self.val_captions])
+        texts = model.encode_texts(self.captions_tokens[flat])
+        starts = np.cumsum([0] + [len(c) for c in self.val_captions])
+        own_texts = [np.arange(starts[i], starts[i + 1]) for i in range(len(self.val_captions))]
+        metrics = {}
+        for name, value in ranking_scores(texts, images, [[o] for o in owner]).items():
+            metrics[f"text_to_image_{name}"] = value
+        for name, value in ranking_scores(images, texts, own_texts).items():
+            metrics[f"image_to_text_{name}"] = value
+        metrics.update(self._zero_shot(model, images))
+        metrics["logit_scale"] = model.logit_scale()
+        self._plot_queries(texts, images, flat, owner, run_dir / "retrieval.png")
+        return metrics
+
+    def _zero_shot(self, model, images):
+        """Accuracy of naming a labelled validation image's class from prompts alone."""
+        labels = self.table.labels
+        if labels is None:
+            return {}
+        val_labels = [labels[i] for i in self.val_idx]
+        known = [i for i, label in enumerate(val_labels) if label is not None]
+        classes = self.cfg.data.classes or sorted({x for x in labels if x is not None})
+        classes = [str(c) for c in classes]
+        if not known or len(classes) < 2:
+            return {}
+        template = self.cfg.data.prompt_template
+        prompts = model.encode_texts(self.tokens([template.format(c) for c in classes]))
+        guess = np.argmax(images[known] @ prompts.T, axis=1)
+        truth = [classes.index(val_labels[i]) if val_labels[i] in classes else -1 for i in known]
+        return {
+            "zero_shot_accuracy": float(np.mean(guess == np.asarray(truth))),
+            "zero_shot_images": len(known),
+        }
+
+    def _plot_queries(self, texts, images, flat, owner, path):
+        """Validation captions with their five best validation images."""
+        picks = np.linspace(0, len(flat) - 1, min(GRID_QUERIES, len(flat))).astype(int)
+        top, _ = top_k_search(texts[picks], images, 5)
+        pictures = np.stack([x.numpy() for x, _ in self.val_set.dataset])
+        plot_retrieval_grid(
+            [self.table.captions[flat[p]] for p in picks],
+            [pictures[row] for row in top],
+            [(row == owner[p]).tolist() for row, p in zip(top, picks, strict=True)],
+            path,
+            "Validation captions → top-5 images (green: the captioned image)",
+        )
+
+    def predict(self, model, dataset):
+        """Top-k gallery rows per query; the embeddings go to the run's embeddings/."""
+        gallery_batches, query_tokens = dataset
+        gallery = model.encode_images(gallery_batches)
+        queries = model.encode_texts(query_tokens)
+        folder = self.run_dir / EMBEDDINGS_DIR
+        write_embeddings(folder, "gallery", self.gallery_ids, gallery)
+        write_embeddings(folder, "queries", np.arange(len(queries)), queries)
+        top, _ = top_k_search(queries, gallery, self.cfg.submission.top_k)
+        return top
+
+    def submission_frame(self, ids, predictions, sample):
+        matches = [[self.gallery_ids[j] for j in row] for row in predictions]
+        return matches_frame(ids, matches, sample)
+
+    def score(self, frame, answers):
+        """Recall@1, recall@k and mAP@k of the submitted matches against the answer key."""
+        k = self.cfg.submission.top_k
+        id_col, target = answers.columns[:2]
+        truth = dict(zip(answers[id_col].astype(str), answers[target].astype(str), strict=True))
+        predicted = frame.set_index(frame.columns[0])[frame.columns[1]]
+        found = [str(predicted[i]).split() for i in truth if i in predicted.index]
+        wanted = [truth[i].split() for i in truth if i in predicted.index]
+        if not found:
+            raise DataError("the answer key and the submission share no ids")
+        ranks = [
+            next((n for n, item in enumerate(row, 1) if item in set(w)), k + 1)
+            for row, w in zip(found, wanted, strict=True)
+        ]
+        names = {item for row in found + wanted for item in row}
+        index = {name: i for i, name in enumerate(sorted(names))}
+        top = [[index[x] for x in row] for row in found]
+        return {
+            "recall@1": recall_at_k(ranks, 1),
+            f"recall@{k}": recall_at_k(ranks, k),
+            f"map@{k}": mean_average_precision_at_k(
+                top, [[index[x] for x in w] for w in wanted], k
+            ),
+        }
+
+
+__all__ = ["RetrievalTask", "ranking_scores"]
