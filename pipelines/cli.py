@@ -173,10 +173,9 @@ def submit(
     if kaggle:
         cfg = load_run(run_dir)
         slug = cfg.competition.kaggle
-        if not slug:
-            raise KappsError(
-                f"{cfg.competition.name} is not a Kaggle competition (no competition.kaggle slug)"
-            )
+        if not slug or "/" in slug:
+            what = f"the Kaggle dataset {slug}" if slug else "no competition.kaggle slug"
+            raise KappsError(f"{cfg.competition.name} is not a Kaggle competition ({what})")
         text = message or f"kapps {cfg.model.name} ({Path(run_dir).name})"
         _log(kaggle_submit(slug, path, text, log=_log))
 

@@ -30,7 +30,8 @@ class CompetitionConfig(Section):
     task: Literal["classification", "segmentation", "retrieval", "text"] = (
         "classification"  # task family
     )
-    kaggle: str | None = None  # Kaggle slug `kapps prepare` downloads; None: made by prepare.py
+    kaggle: str | None = None  # Kaggle competition slug (or owner/dataset) `kapps prepare`
+    # downloads; None: made by prepare.py
     dir: str | None = None  # the competition folder; filled in when the config is loaded
 
 

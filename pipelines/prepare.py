@@ -2,7 +2,8 @@
 Kaggle CLI calls: download here, `kapps submit --kaggle` upload).
 
 A competition whose data ships with Kaggle (`competition.kaggle`) is downloaded
-with the Kaggle CLI unless its `sample_submission.csv` is already there; then
+with the Kaggle CLI unless its `sample_submission.csv` is already there or the
+data folder holds files already; then
 the competition's own optional `prepare.py` (a function `prepare(data_dir)`)
 lays out or generates what the config reads.
 """
@@ -41,27 +42,28 @@ def _unzip_all(folder):
 
 
 def download(slug, data_dir, log=print):
-    """Download and unzip a Kaggle competition's files with the Kaggle CLI."""
-    url = f"https://www.kaggle.com/competitions/{slug}/data"
+    """Download and unzip a Kaggle competition's files with the Kaggle CLI.
+
+    A slug with a slash (`owner/name`) is a Kaggle dataset rather than a competition.
+    """
+    dataset = "/" in slug
+    url = f"https://www.kaggle.com/{'datasets' if dataset else 'competitions'}/{slug}"
     if shutil.which("kaggle") is None or not _kaggle_configured():
         raise KappsError(
             f"{slug} data is missing from {data_dir}: install and configure the Kaggle CLI "
             f"(pip install kaggle; API token in ~/.kaggle/kaggle.json), or download it from "
-            f"{url} and unzip it there"
+            f"{url if dataset else url + '/data'} and unzip it there"
         )
     data_dir.mkdir(parents=True, exist_ok=True)
     log(f"downloading {slug} with the Kaggle CLI into {data_dir}")
+    command = ["datasets", "download", "-d"] if dataset else ["competitions", "download", "-c"]
     done = subprocess.run(
-        ["kaggle", "competitions", "download", "-c", slug, "-p", str(data_dir)],
-        capture_output=True,
-        text=True,
+        ["kaggle", *command, slug, "-p", str(data_dir)], capture_output=True, text=True
     )
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
-        raise KappsError(
-            f"the Kaggle CLI could not download {slug} ({lines[-1]}); have you accepted "
-            f"the rules at https://www.kaggle.com/competitions/{slug}/rules ?"
-        )
+        hint = "" if dataset else f"; have you accepted the rules at {url}/rules ?"
+        raise KappsError(f"the Kaggle CLI could not download {slug} ({lines[-1]}){hint}")
     _unzip_all(data_dir)
 
 
@@ -99,7 +101,9 @@ def prepare(cfg, log=print):
     """Make `cfg.data_dir` hold everything the config reads."""
     data_dir = cfg.data_dir
     has_sample = cfg.data_path(cfg.data.sample_submission).is_file()
-    if cfg.competition.kaggle and not has_sample:
+    # A data folder the user filled (e.g. a dataset's files, laid out by prepare.py) is used.
+    filled = data_dir.is_dir() and any(data_dir.iterdir())
+    if cfg.competition.kaggle and not has_sample and not filled:
         download(cfg.competition.kaggle, data_dir, log)
     script = cfg.competition_dir / PREPARE_SCRIPT
     if script.is_file():

@@ -23,6 +23,8 @@ HEAVY = [
     "segmenter_small*",
     "segmenter_base*",
     "unet_resnet34",
+    "clip_resnet50",
+    "clip_vit_b*",
     # Default-run budget: a smaller row of each covers these.
     "resnet50",  # resnet18/34 (ResNet-50's parameter count is asserted in test_zoo)
     "vit_tiny32",  # vit_tiny16
@@ -41,10 +43,20 @@ def registered(names):
 
 
 def example_inputs(entry, model, count, seed=0):
-    """Random raw images, or token ids for language models (16 tokens)."""
+    """Random raw images, token ids for language models (16 tokens), or both
+    (with a padding mask) for dual encoders."""
     rng = np.random.default_rng(seed)
     if entry.task == "text":
         return rng.integers(0, entry.test_kwargs["vocab_size"], (count, 16)).astype("int32")
+    if entry.task == "retrieval":
+        tokens = rng.integers(1, entry.test_kwargs["vocab_size"], (count, 12)).astype("int32")
+        mask = (np.arange(12) < rng.integers(3, 13, (count, 1))).astype("int32")
+        shape = entry.test_kwargs["image_shape"]
+        return {
+            "images": rng.uniform(0, 255, (count, *shape)).astype("float32"),
+            "token_ids": tokens * mask,
+            "padding_mask": mask,
+        }
     return rng.uniform(0, 255, (count, *model.input_shape[1:])).astype("float32")
 
 
@@ -53,13 +65,18 @@ def test_every_model_builds_predicts_and_trains(name):
     entry = kapps.get_entry(name)
     model = kapps.create_model(name, **entry.test_kwargs)
     images = example_inputs(entry, model, 4)
-    shape = images.shape[1:]
+    pixels = images["images"] if entry.task == "retrieval" else images
+    shape = pixels.shape[1:]
     outputs = model.predict(images, verbose=0)
     classes = entry.test_kwargs.get("num_classes") or entry.test_kwargs["vocab_size"]
     # Classifiers give one logit vector per image, segmenters one per pixel,
-    # language models one per token.
+    # language models one per token, dual encoders one per image–text pair.
     per_pixel = entry.task == "segmentation"
-    expected = {"segmentation": (4, *shape[:2], classes), "text": (4, 16, classes)}
+    expected = {
+        "segmentation": (4, *shape[:2], classes),
+        "text": (4, 16, classes),
+        "retrieval": (4, 4),
+    }
     assert outputs.shape == expected.get(entry.task, (4, classes))
     assert np.isfinite(outputs).all()
     model.compile(

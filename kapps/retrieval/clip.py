@@ -28,12 +28,15 @@ from kapps.registry import create_model, register_model
 from kapps.retrieval.layers import ContrastiveLogits, MaskedPooling, TextEncoderBlock
 from kapps.text.layers import INIT, PositionEmbedding
 
-VARIANTS = {  # image tower, image side, text width, layers, heads, embedding size, tokens
-    "clip_tiny": ("mobilenet_025", 64, 128, 2, 4, 128, 32),
-    "clip_vit_tiny16": ("vit_tiny16", 224, 256, 4, 4, 256, 77),
-    "clip_resnet50": ("resnet50", 224, 512, 12, 8, 1024, 77),
-    "clip_vit_b32": ("vit_base32", 224, 512, 12, 8, 512, 77),
-    "clip_vit_b16": ("vit_base16", 224, 512, 12, 8, 512, 77),
+VARIANTS = {  # image tower and its pooling, image side, text width, layers, heads,
+    # embedding size, tokens. clip_tiny is for small CPU-sized pictures: LeNet-5
+    # has no batch norm (whose batch statistics leak between the pairs of a
+    # contrastive batch) and its flattened maps keep where things are.
+    "clip_tiny": ("lenet5", "flatten", 64, 128, 2, 4, 128, 32),
+    "clip_vit_tiny16": ("vit_tiny16", "avg", 224, 256, 4, 4, 256, 77),
+    "clip_resnet50": ("resnet50", "avg", 224, 512, 12, 8, 1024, 77),
+    "clip_vit_b32": ("vit_base32", "avg", 224, 512, 12, 8, 512, 77),
+    "clip_vit_b16": ("vit_base16", "avg", 224, 512, 12, 8, 512, 77),
 }
 LN_EPSILON = 1e-5
 
@@ -223,7 +226,7 @@ def clip(
     variant="clip_vit_b32",
     image_encoder=None,
     image_encoder_args=None,
-    image_pooling="avg",
+    image_pooling=None,
     max_length=None,
     text_width=None,
     text_layers=None,
@@ -243,7 +246,8 @@ def clip(
         image_encoder: a classification model name (`kapps models`) or a
             headless `keras.Model`; None: the variant's.
         image_encoder_args: more arguments for the named tower's builder.
-        image_pooling: "avg" or "flatten" (keeps positions of small feature maps).
+        image_pooling: "avg" or "flatten" (keeps positions of small feature maps);
+            None: the variant's.
         max_length: tokens per caption; None: the variant's (77, as CLIP).
         text_width, text_layers, text_heads: text tower sizes; None: the variant's.
         text_intermediate_dim: text MLP width; None: 4 × text_width.
@@ -259,7 +263,7 @@ def clip(
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown CLIP variant {variant!r}; one of {sorted(VARIANTS)}")
-    tower, side, width, layers, heads, embed, context = VARIANTS[variant]
+    tower, pooling, side, width, layers, heads, embed, context = VARIANTS[variant]
     width = text_width or width
     return CLIP(
         image_encoder or tower,
@@ -271,7 +275,7 @@ def clip(
         text_heads or heads,
         text_intermediate_dim or 4 * width,
         embed_dim or embed,
-        image_pooling=image_pooling,
+        image_pooling=image_pooling or pooling,
         text_pooling=text_pooling,
         dropout=dropout,
         image_encoder_args=image_encoder_args,

@@ -34,7 +34,7 @@ def top_k_search(queries, gallery, k=5, query_batch=QUERY_BATCH, gallery_batch=G
         k: results per query (at most G).
 
     Returns:
-        `(indices, scores)`, both (Q, k); equal scores keep gallery order.
+        `(indices, scores)`, both (Q, k), best first.
 
     Example:
     >>> indices, scores = top_k_search([[1.0, 0.0]], [[0.0, 1.0], [2.0, 0.1]], k=1)
@@ -47,12 +47,11 @@ def top_k_search(queries, gallery, k=5, query_batch=QUERY_BATCH, gallery_batch=G
     scores = np.full((count, k), -np.inf, np.float32)
     for q0, g0, block in _blocks(queries, gallery, query_batch, gallery_batch):
         rows = slice(q0, q0 + len(block))
-        # Candidates: the running top-k and this block; keep the best k of them.
-        all_scores = np.concatenate([scores[rows], block], axis=1)
-        all_indices = np.concatenate(
-            [indices[rows], np.broadcast_to(np.arange(g0, g0 + block.shape[1]), block.shape)],
-            axis=1,
-        )
+        # The block's own best k (unordered), then the best k of those and the running top-k.
+        width = min(k, block.shape[1])
+        best = np.argpartition(-block, width - 1, axis=1)[:, :width]
+        all_scores = np.concatenate([scores[rows], np.take_along_axis(block, best, 1)], axis=1)
+        all_indices = np.concatenate([indices[rows], best + g0], axis=1)
         order = np.lexsort((all_indices, -all_scores), axis=1)[:, :k]
         scores[rows] = np.take_along_axis(all_scores, order, axis=1)
         indices[rows] = np.take_along_axis(all_indices, order, axis=1)

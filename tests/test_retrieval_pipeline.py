@@ -1,0 +1,174 @@
+"""Retrieval end to end: shapes-captions, a Flickr8k replica, readers, bad rows."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from pipelines.config import load_config
+from pipelines.data.captions import caption_tokens, read_caption_table, split_images
+from pipelines.data.text import WordTokenizer
+from tests.conftest import FAST, REPO
+from tests.replicas import corrupt
+
+TINY = [*FAST, "data.image_size=[32,32]", "train.batch_size=16", "model.args.text_width=32"]
+LEARN = ["train.epochs=10", "train.lr=0.003", "train.warmup_epochs=1"]  # warm-up: see README
+
+
+def _prepare_module(slug):
+    spec = importlib.util.spec_from_file_location(
+        f"{slug}_prepare", REPO / "competitions" / slug / "prepare.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def shapes(competition):
+    folder = competition("shapes-captions")
+    _prepare_module("shapes-captions").generate(folder / "data", train=160, test=24, size=32)
+    return folder
+
+
+def _error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_shapes_captions_runs_end_to_end_and_scores_its_submission(shapes, cli):
+    result = cli("run", shapes, *TINY, *LEARN)
+    assert result.exit_code == 0, result.output
+    run = next((shapes.parent.parent / "runs" / "shapes-captions").iterdir())
+    metrics = json.loads((run / "metrics.json").read_text())
+    validation, test = metrics["validation"], metrics["test"]
+    for side in ("text_to_image", "image_to_text"):
+        for name in ("recall@1", "recall@5", "recall@10", "median_rank", "map@10"):
+            assert f"{side}_{name}" in validation
+    # 16 validation images: a caption's image found in the top 5 far more often
+    # than the 5/16 of a random ranking.
+    assert validation["text_to_image_recall@5"] > 0.5
+    assert 0 < validation["zero_shot_images"] <= 16
+    assert test.keys() == {"recall@1", "recall@5", "map@5"}
+    submission = pd.read_csv(run / "submission.csv", dtype=str)
+    sample = pd.read_csv(shapes / "data" / "sample_submission.csv", dtype=str)
+    assert list(submission.columns) == ["id", "matches"]
+    assert submission["id"].tolist() == sample["id"].tolist()
+    gallery = set(pd.read_csv(shapes / "data" / "gallery.csv")["image"])
+    rows = submission["matches"].str.split()
+    assert rows.map(len).eq(5).all() and rows.map(lambda r: set(r) <= gallery).all()
+    embeddings = np.load(run / "embeddings" / "gallery.npy")
+    assert embeddings.shape == (24, 128)
+    assert pd.read_csv(run / "embeddings" / "gallery_ids.csv")["id"].tolist() == sorted(gallery)
+    assert json.loads((run / "tokenizer.json").read_text())["kind"] == "word"
+    assert (run / "retrieval.png").stat().st_size > 10_000
+    # The local score is the recall of the submission against the answer key.
+    solution = pd.read_csv(shapes / "data" / "solution.csv", dtype=str)
+    hits = [a in r for a, r in zip(solution["matches"], rows, strict=True)]
+    assert test["recall@5"] == pytest.approx(np.mean(hits))
+
+
+def _flickr_replica(data_dir, images=30):
+    """Flickr8k's layout: Images/*.jpg and captions.txt, five captions per image."""
+    rng = np.random.default_rng(0)
+    (data_dir / "Images").mkdir(parents=True)
+    colours = {"red": (200, 30, 30), "green": (30, 160, 40), "blue": (30, 60, 200)}
+    rows = []
+    for index in range(images):
+        name = f"{1000 + index}_{index:x}.jpg"
+        colour = list(colours)[index % 3]
+        pixels = np.full((40, 48, 3), colours[colour], np.uint8)
+        pixels = np.clip(pixels + rng.integers(-20, 20, pixels.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(data_dir / "Images" / name)
+        for n in range(5):
+            rows.append({"image": name, "caption": f"a {colour} picture number {n} ."})
+    pd.DataFrame(rows).to_csv(data_dir / "captions.txt", index=False)
+
+
+def test_flickr8k_replica_holds_out_images_and_submits_every_caption(competition, cli):
+    comp = competition("flickr8k")
+    _flickr_replica(comp / "data")
+    result = cli("run", comp, *TINY, "data.vocab_size=50", "model.args.image_encoder=lenet5")
+    assert result.exit_code == 0, result.output
+    data = comp / "data"
+    gallery = pd.read_csv(data / "gallery.csv")["image"].tolist()
+    train = pd.read_csv(data / "train_captions.csv")
+    assert len(gallery) == 6 and not set(gallery) & set(train["image"])  # split by image
+    run = next((comp.parent.parent / "runs" / "flickr8k").iterdir())
+    submission = pd.read_csv(run / "submission.csv")
+    assert len(submission) == 30 and submission["id"].str.contains("#").all()
+    assert "recall@5" in json.loads((run / "metrics.json").read_text())["test"]
+
+
+def test_flickr8k_without_its_files_says_where_to_get_them(competition, cli, workdir):
+    comp = competition("flickr8k")
+    (comp / "data").mkdir()
+    (comp / "data" / "README.txt").write_text("placeholder")  # filled: no download
+    _error(cli("prepare", comp), "captions.txt not found", "adityajn105/flickr8k")
+
+
+@pytest.mark.parametrize(
+    ("damage", "fragments"),
+    [
+        ("empty caption", ("captions.txt: row 4", "empty caption", "00000.png")),
+        ("missing image", ("captions.txt: row 2", "'00000.png' not found")),
+        ("unreadable image", ("captions.txt: row 7", "'00001.png' cannot be decoded")),
+    ],
+)
+def test_bad_caption_rows_are_named(shapes, cli, damage, fragments):
+    data = shapes / "data"
+    captions = pd.read_csv(data / "captions.txt")
+    if damage == "empty caption":
+        captions.loc[2, "caption"] = "  "
+        captions.to_csv(data / "captions.txt", index=False)
+    elif damage == "missing image":
+        (data / "Images" / "00000.png").unlink()
+    else:
+        corrupt(data / "Images" / "00001.png")
+    _error(cli("train", shapes, *TINY), *fragments)
+
+
+def test_coco_captions_json_and_a_dangling_image_id(workdir):
+    data = workdir / "coco" / "data"
+    (data / "images").mkdir(parents=True)
+    for name in ("a.jpg", "b.jpg"):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(data / "images" / name)
+    notes = [
+        {"id": 1, "image_id": 7, "caption": "a dog"},
+        {"id": 2, "image_id": 9, "caption": "a cat"},
+        {"id": 3, "image_id": 7, "caption": "a brown dog"},
+    ]
+    spec = {"images": [{"id": 7, "file_name": "a.jpg"}, {"id": 9, "file_name": "b.jpg"}]}
+    (data / "captions.json").write_text(json.dumps({**spec, "annotations": notes}))
+    yaml = workdir / "coco" / "competition.yaml"
+    yaml.write_text(
+        "competition: {name: coco, task: retrieval}\n"
+        "data: {format: coco_captions, train: captions.json, train_images: 'images/{id}'}\n"
+    )
+    table = read_caption_table(load_config(yaml))
+    assert table.images.tolist() == ["a.jpg", "b.jpg"]
+    assert table.owner.tolist() == [0, 1, 0] and table.captions[2] == "a brown dog"
+    notes.append({"id": 4, "image_id": 11, "caption": "a bird"})
+    (data / "captions.json").write_text(json.dumps({**spec, "annotations": notes}))
+    with pytest.raises(Exception, match=r"annotation 3 \(id 4\): image_id 11"):
+        read_caption_table(load_config(yaml))
+
+
+def test_split_is_by_image_and_tokens_end_with_end_of_text():
+    train, val = split_images(50, 0.2, seed=3)
+    assert len(val) == 10 and not set(train) & set(val) and len(train) + len(val) == 50
+    tokenizer = WordTokenizer.fit("a red circle left of a blue square", vocab_size=50)
+    tokens = caption_tokens(tokenizer, ["a red circle", "a green circle left of a square"], 5)
+    end = WordTokenizer.END
+    assert tokens[0].tolist()[:4] == [*tokenizer.encode("a red circle"), end]
+    assert tokens[0, 4] == 0  # padding
+    assert tokens[1, -1] == end and WordTokenizer.UNKNOWN in tokens[1]  # "green" is unknown
+    assert tokenizer.unknown("a green circle") == ["green"]
+    assert tokenizer.decode(tokenizer.encode("A red circle!")) == "a red circle [unk]"
