@@ -36,7 +36,8 @@ def prepare(data_dir):
         )
     captions = pd.read_csv(source)
     if not {"image", "caption"} <= set(captions.columns):
-        raise ValueError(f"{source}: expected columns image,caption; found {list(captions.columns)}")
+        found = list(captions.columns)
+        raise ValueError(f"{source}: expected columns image,caption; found {found}")
     images = sorted(captions["image"].dropna().astype(str).unique())
     held_out = images[-min(TEST_IMAGES, max(1, len(images) // 5)) :]
     test = captions[captions["image"].isin(held_out)].copy()

@@ -19,7 +19,8 @@ from pipelines.data.shape_captions import caption, draw, label, scene
 
 SEED = 11
 TRAIN, TEST, SIZE, CAPTIONS = 3000, 300, 64, 5
-FILES = ("captions.txt", "gallery.csv", "test_captions.csv", "solution.csv", "sample_submission.csv")
+FILES = ("captions.txt", "gallery.csv", "test_captions.csv", "solution.csv")
+FILES += ("sample_submission.csv",)
 
 
 def _write(frame, path):
@@ -44,7 +45,8 @@ def generate(data_dir, train=TRAIN, test=TEST, size=SIZE, seed=SEED):
             queries.append({"id": f"q{len(queries):04d}", "caption": caption(things, rng)})
         else:
             for _ in range(CAPTIONS):
-                captions.append({"image": image, "caption": caption(things, rng), "label": label(things)})
+                text = caption(things, rng)
+                captions.append({"image": image, "caption": text, "label": label(things)})
     queries = pd.DataFrame(queries)
     solution = queries[["id"]].assign(matches=gallery)
     _write(pd.DataFrame(captions), data_dir / "captions.txt")

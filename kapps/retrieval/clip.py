@@ -111,9 +111,7 @@ class CLIP(keras.Model):
         if len(x.shape) > 2:
             x = keras.layers.Flatten(name="image_flatten")(x)
         x = keras.layers.Dense(embed_dim, use_bias=False, name="image_projection")(x)
-        image_embedding = keras.layers.UnitNormalization(dtype="float32", name="image_embedding")(
-            x
-        )
+        image_embedding = keras.layers.UnitNormalization(dtype="float32", name="image_embedding")(x)
 
         t = keras.layers.Embedding(
             vocab_size, text_width, embeddings_initializer=INIT, name="token_embedding"
@@ -130,7 +128,8 @@ class CLIP(keras.Model):
         t = keras.layers.Dense(embed_dim, use_bias=False, name="text_projection")(t)
         text_embedding = keras.layers.UnitNormalization(dtype="float32", name="text_embedding")(t)
 
-        logits = ContrastiveLogits(dtype="float32", name="logits")([image_embedding, text_embedding])
+        pair = [image_embedding, text_embedding]
+        logits = ContrastiveLogits(dtype="float32", name="logits")(pair)
         inputs = {"images": images, "token_ids": token_ids, "padding_mask": padding_mask}
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
         self.image_encoder = image_encoder if isinstance(image_encoder, str) else None

@@ -60,7 +60,7 @@ def _image_path(root, template, image):
 
 def _check(frame, path, row_label, root, template):
     """One-line errors for empty captions and missing images, naming the row."""
-    for position, (image, caption) in enumerate(zip(frame["image"], frame["caption"])):
+    for position, (image, caption) in enumerate(zip(frame["image"], frame["caption"], strict=True)):
         where = f"{path}: {row_label(position)}"
         if pd.isna(image) or not str(image).strip():
             raise DataError(f"{where}: no image named")
@@ -111,6 +111,7 @@ def read_caption_table(cfg, file=None, images=None):
 
         def row_label(i):
             return f"row {i + 2}"
+
     if frame.empty:
         raise DataError(f"{path} has no captions")
     _check(frame, path, row_label, cfg.data_dir, template)
@@ -135,7 +136,9 @@ def split_images(count, val_fraction, seed):
     order = np.random.default_rng(seed).permutation(count)
     cut = max(1, int(round(count * val_fraction)))
     if count - cut < 2:
-        raise DataError(f"{count} images are too few to split off {val_fraction:.0%} for validation")
+        raise DataError(
+            f"{count} images are too few to split off {val_fraction:.0%} for validation"
+        )
     return np.sort(order[cut:]), np.sort(order[:cut])
 
 

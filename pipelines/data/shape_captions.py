@@ -70,7 +70,8 @@ def _outline(shape, centre, radius, angle):
         theta = -np.pi / 2 + np.arange(10) * np.pi / 5
         r = np.where(np.arange(10) % 2 == 0, radius * 1.25, radius * 0.5)
     theta = theta + angle
-    return list(zip((cx + r * np.cos(theta)).tolist(), (cy + r * np.sin(theta)).tolist()))
+    xs, ys = (cx + r * np.cos(theta)).tolist(), (cy + r * np.sin(theta)).tolist()
+    return list(zip(xs, ys, strict=True))
 
 
 def draw(things, rng, size=64):
@@ -92,7 +93,7 @@ def draw(things, rng, size=64):
 
 
 def _name(thing, rng):
-    """"a red circle", "an amber box": the shape with its article."""
+    """ "a red circle", "an amber box": the shape with its article."""
     colour = rng.choice(COLOURS[thing.colour][1])
     article = "an" if colour[0] in "aeiou" else "a"
     return f"{article} {colour} {rng.choice(SHAPES[thing.shape])}"

@@ -110,6 +110,7 @@ def matches_frame(ids, matches, sample):
 
 def write_embeddings(folder, name, ids, embeddings):
     """`<name>.npy` (float32, one row per id) and `<name>_ids.csv` in `folder`, atomically."""
+
     def save(tmp):
         with open(tmp, "wb") as file:  # a file object: np.save would add ".npy" to a name
             np.save(file, np.asarray(embeddings, np.float32))

@@ -7,8 +7,7 @@ from pipelines.tasks.segmentation import SegmentationTask
 from pipelines.tasks.text import TextTask
 
 TASKS = {
-    task.name: task
-    for task in (ClassificationTask, SegmentationTask, RetrievalTask, TextTask)
+    task.name: task for task in (ClassificationTask, SegmentationTask, RetrievalTask, TextTask)
 }
 
 
