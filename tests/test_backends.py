@@ -39,9 +39,22 @@ if entry.task == "text":  # language models: token ids in, one logit vector per 
     cached = generate(model, [[1, 2, 3], [4]], 6)
     assert cached == generate(model, [[1, 2, 3], [4]], 6, use_cache=False), cached
     assert len(generate(model, [[1, 2]], 6, "top_p", seed=1)[0]) == 6
+elif entry.task == "retrieval":  # dual encoders: image-text pairs in, a 2×2 similarity out
+    shape = entry.test_kwargs["image_shape"]
+    images = {
+        "images": rng.uniform(0, 255, (2, *shape)).astype("float32"),
+        "token_ids": rng.integers(1, entry.test_kwargs["vocab_size"], (2, 12)).astype("int32"),
+        "padding_mask": np.ones((2, 12), "int32"),
+    }
+    targets, expected = np.array([0, 1]), (2, 2)
+    assert model.encode_texts(images["token_ids"]).shape == (2, entry.test_kwargs["embed_dim"])
 else:
     images = rng.uniform(0, 255, (2, *model.input_shape[1:])).astype("float32")
-    targets, expected = np.array([0, 1]), (2, entry.test_kwargs["num_classes"])
+    classes = entry.test_kwargs["num_classes"]
+    targets, expected = np.array([0, 1]), (2, classes)
+    if entry.task == "segmentation":  # one logit vector per pixel
+        targets = rng.integers(0, classes, (2, *images.shape[1:3]))
+        expected = (2, *images.shape[1:3], classes)
 logits = np.asarray(model(images, training=False))
 assert logits.shape == expected, logits.shape
 assert np.isfinite(logits).all()

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from pipelines.config import load_config
-from pipelines.data.captions import caption_tokens, read_caption_table, split_images
-from pipelines.data.text import WordTokenizer
+from pipelines.data.captions import caption_tokens, read_caption_table, split_images, token_space
+from pipelines.data.text import WordTokenizer, fit_tokenizer
 from tests.conftest import FAST, REPO
 from tests.replicas import corrupt
 
@@ -171,3 +171,15 @@ def test_split_is_by_image_and_tokens_end_with_end_of_text():
     assert tokens[1, -1] == end and WordTokenizer.UNKNOWN in tokens[1]  # "green" is unknown
     assert tokenizer.unknown("a green circle") == ["green"]
     assert tokenizer.decode(tokenizer.encode("A red circle!")) == "a red circle [unk]"
+
+
+def test_subword_caption_tokens_keep_zero_for_padding(tmp_path):
+    texts = ["a red circle left of a blue square", "a green star at the top"] * 20
+    tokenizer = fit_tokenizer("\n".join(texts), "bpe", 40, tmp_path)
+    vocab, offset, end = token_space(tokenizer)
+    tokens = caption_tokens(tokenizer, texts[:2], 24)
+    assert offset == 1 and end == vocab - 1 == tokenizer.vocab_size + 1
+    for row, text in zip(tokens, texts[:2], strict=True):
+        ids = row[row != 0]
+        assert ids[-1] == end and (ids[:-1] >= 1).all() and (ids[:-1] < end).all()
+        assert tokenizer.decode(ids[:-1] - 1) == text
