@@ -11,7 +11,9 @@ and `oof.csv`.
 
 Segmentation runs keep out-of-fold Dice terms, not probabilities: their
 blend takes given weights (equal by default), and every run's models predict
-each test batch together, their mask probabilities weighted.
+each test batch together, their mask probabilities weighted. Retrieval runs
+blend the same way: the gallery is ranked by the weighted mean of the
+models' cosine similarities.
 """
 
 import hashlib
@@ -94,7 +96,7 @@ def ensemble(run_dirs, weights="equal", out=None, log=print):
                 f"{run_dir} is a {other.competition.name} run, not {cfg.competition.name}"
             )
     task = get_task(cfg)
-    if not task.cross_validation:
+    if not (task.cross_validation or task.model_blending):
         raise ConfigError(f"ensembles of {task.name} runs are not available")
     weights = parse_weights(weights, len(run_dirs)) if isinstance(weights, str) else weights
     if not task.blending:
@@ -171,6 +173,7 @@ def _ensemble_models(task, run_dirs, configs, weights, out, log):
         rows.append({"run": str(run_dir), "weight": weight, **_scalars(scores)})
     out = _out_dir(cfg, run_dirs, weights, out)
     write_text(out / "config.yaml", cfg.to_yaml())
+    task.prepare_blend(run_dirs, out)
     dataset, ids = task.test_data(out)
     blended = task.predict_folds(models, dataset, model_weights)
     log(f"blended the test predictions of {len(models)} models from {len(run_dirs)} runs")

@@ -183,3 +183,34 @@ def test_subword_caption_tokens_keep_zero_for_padding(tmp_path):
         ids = row[row != 0]
         assert ids[-1] == end and (ids[:-1] >= 1).all() and (ids[:-1] < end).all()
         assert tokenizer.decode(ids[:-1] - 1) == text
+
+
+def test_ensemble_ranks_by_the_mean_of_the_runs_similarities(shapes, cli, workdir):
+    quick = [*TINY, "train.epochs=2", "train.warmup_epochs=1"]
+    runs = []
+    for extra in ([], ["model.args.embed_dim=64"]):
+        result = cli("run", shapes, *quick, *extra)
+        assert result.exit_code == 0, result.output
+        runs.append(
+            next(p for p in (workdir / "runs" / "shapes-captions").iterdir() if p not in runs)
+        )
+    out = workdir / "blend"
+    result = cli("ensemble", *runs, "--weights", "0.7,0.3", "--out", out)
+    assert result.exit_code == 0, result.output
+    sims = []
+    for run in runs:
+        gallery = np.load(run / "embeddings" / "gallery.npy")
+        queries = np.load(run / "embeddings" / "queries.npy")
+        sims.append(queries @ gallery.T)
+    blended = 0.7 * sims[0] + 0.3 * sims[1]
+    gallery_ids = pd.read_csv(out / "embeddings" / "gallery_ids.csv")["id"].tolist()
+    submission = pd.read_csv(out / "submission.csv", dtype=str)
+    for row, matches in zip(blended, submission["matches"].str.split(), strict=True):
+        # The submitted ids hold the five best blended scores, best first (ties aside).
+        chosen = row[[gallery_ids.index(m) for m in matches]]
+        np.testing.assert_allclose(chosen, np.sort(row)[::-1][:5], atol=1e-5)
+    assert np.load(out / "embeddings" / "gallery.npy").shape == (24, 128 + 64)
+    assert "recall@5" in json.loads((out / "metrics.json").read_text())["test"]
+    # Runs with different tokenizers cannot share one query encoding.
+    (runs[1] / "tokenizer.json").write_text('{"kind": "word", "words": ["other"]}')
+    _error(cli("ensemble", *runs, "--out", workdir / "again"), "tokenizers differ")

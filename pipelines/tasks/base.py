@@ -34,6 +34,7 @@ class Task:
     examples: ClassVar[str] = "images"  # what one training example is, for the run summary
     cross_validation: ClassVar[bool] = False  # implements the cv hooks below
     blending: ClassVar[bool] = False  # and the out-of-fold prediction hooks `ensemble` blends
+    model_blending: ClassVar[bool] = False  # `ensemble` without folds: `predict_folds` only
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -164,6 +165,9 @@ class Task:
             predictions = weight * self.predict(model, dataset)
             total = predictions if total is None else total + predictions
         return total
+
+    def prepare_blend(self, run_dirs, out):
+        """Put what `test_data` needs into an ensemble's folder (nothing by default)."""
 
     def score(self, frame, answers) -> dict:
         """Local score of a submission frame against an answer key of the same shape."""

@@ -9,6 +9,7 @@ searched, and the submission lists each query's `submission.top_k` best
 gallery ids.
 """
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,12 @@ from pipelines.data.captions import (
     token_space,
 )
 from pipelines.data.sources import ImageSource, read_csv, require_columns, submission_id_column
-from pipelines.data.text import fit_tokenizer, load_tokenizer
+from pipelines.data.text import (
+    SENTENCEPIECE_FILE,
+    TOKENIZER_FILE,
+    fit_tokenizer,
+    load_tokenizer,
+)
 from pipelines.plots import plot_retrieval_grid
 from pipelines.submit import matches_frame, write_embeddings
 from pipelines.tasks.base import Task, TrainingData
@@ -54,6 +60,7 @@ def ranking_scores(queries, gallery, relevant):
 
 class RetrievalTask(Task):
     name = "retrieval"
+    model_blending = True  # `kapps ensemble` averages the runs' similarities
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -223,14 +230,40 @@ class RetrievalTask(Task):
 
     def predict(self, model, dataset):
         """Top-k gallery rows per query; the embeddings go to the run's embeddings/."""
+        return self.predict_folds([model], dataset, [1.0])
+
+    def predict_folds(self, models, dataset, weights=None):
+        """Top-k gallery rows by the weighted mean of the models' cosine similarities.
+
+        Each model's unit embeddings, scaled by √weight and placed side by side,
+        form one unit embedding whose cosine is that weighted mean, so the
+        blended gallery is searched (and exported) like a single model's.
+        """
+        weights = weights or [1 / len(models)] * len(models)
         gallery_batches, query_tokens = dataset
-        gallery = model.encode_images(gallery_batches)
-        queries = model.encode_texts(query_tokens)
+        members = list(zip(models, weights, strict=True))
+        gallery = np.concatenate(
+            [np.sqrt(w) * m.encode_images(gallery_batches) for m, w in members], 1
+        )
+        queries = np.concatenate([np.sqrt(w) * m.encode_texts(query_tokens) for m, w in members], 1)
         folder = self.run_dir / EMBEDDINGS_DIR
         write_embeddings(folder, "gallery", self.gallery_ids, gallery)
         write_embeddings(folder, "queries", np.arange(len(queries)), queries)
         top, _ = top_k_search(queries, gallery, self.cfg.submission.top_k)
         return top
+
+    def prepare_blend(self, run_dirs, out):
+        """An ensemble searches with one tokenizer: the runs' must be the same."""
+        files = [
+            name for name in (TOKENIZER_FILE, SENTENCEPIECE_FILE) if (run_dirs[0] / name).is_file()
+        ]
+        for name in files:
+            if len({(Path(r) / name).read_bytes() for r in run_dirs}) > 1:
+                raise ConfigError(
+                    "the runs' tokenizers differ (other training captions or tokenizer "
+                    "settings): their text embeddings cannot be blended"
+                )
+            shutil.copy(run_dirs[0] / name, Path(out) / name)
 
     def submission_frame(self, ids, predictions, sample):
         matches = [[self.gallery_ids[j] for j in row] for row in predictions]
