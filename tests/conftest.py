@@ -1,5 +1,6 @@
 """Shared fixtures: competitions copied into a temporary folder, tiny overrides."""
 
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -12,6 +13,25 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parents[1]
 # A few epochs of the real pipeline: enough to beat chance by far, fast on 2 cores.
 FAST = ["train.epochs=3", "train.patience=0", "train.warmup_epochs=0"]
+
+
+def prepare_module(slug):
+    """A shipped competition's prepare.py as a module (its `generate` makes tiny data)."""
+    path = REPO / "competitions" / slug / "prepare.py"
+    spec = importlib.util.spec_from_file_location(f"{slug.replace('-', '_')}_prepare", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def assert_one_line_error(result, *fragments):
+    """The CLI failed as a user-caused error: exit 2, one `error:` line holding `fragments`."""
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture

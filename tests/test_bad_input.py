@@ -4,49 +4,44 @@ import pandas as pd
 import pytest
 
 from tests import replicas
-from tests.conftest import FAST
-
-
-def _one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+from tests.conftest import FAST, assert_one_line_error
 
 
 def test_mistyped_config_key(competition, cli):
     comp = competition("digits")
-    _one_line_error(cli("train", comp, "train.epoch=3"), "did you mean 'train.epochs'")
+    assert_one_line_error(cli("train", comp, "train.epoch=3"), "did you mean 'train.epochs'")
 
 
 def test_mistyped_key_in_yaml(competition, cli):
     comp = competition("digits")
     text = (comp / "competition.yaml").read_text().replace("batch_size:", "batchsize:")
     (comp / "competition.yaml").write_text(text)
-    _one_line_error(cli("run", comp), "unknown config key 'train.batchsize'", "train.batch_size")
+    assert_one_line_error(
+        cli("run", comp), "unknown config key 'train.batchsize'", "train.batch_size"
+    )
 
 
 def test_unknown_model(competition, cli):
     comp = competition("digits")
     cli("prepare", comp)
-    _one_line_error(cli("train", comp, "model.name=lenet6"), "unknown model 'lenet6'")
+    assert_one_line_error(cli("train", comp, "model.name=lenet6"), "unknown model 'lenet6'")
 
 
 def test_missing_data_file(competition, cli, workdir):
     comp = competition("digits")
-    _one_line_error(cli("train", comp), "train file not found", "kapps prepare")
+    assert_one_line_error(cli("train", comp), "train file not found", "kapps prepare")
 
 
 def test_missing_competition_folder(cli, workdir):
-    _one_line_error(cli("run", workdir / "competitions" / "nope"), "no competition folder")
+    assert_one_line_error(cli("run", workdir / "competitions" / "nope"), "no competition folder")
 
 
 def test_kaggle_download_without_kaggle_cli(competition, cli, monkeypatch, workdir):
     monkeypatch.setenv("PATH", str(workdir))  # no `kaggle` executable anywhere
     comp = competition("digit-recognizer")
-    _one_line_error(cli("prepare", comp), "Kaggle CLI", "kaggle.com/competitions/digit-recognizer")
+    assert_one_line_error(
+        cli("prepare", comp), "Kaggle CLI", "kaggle.com/competitions/digit-recognizer"
+    )
 
 
 def test_kaggle_cli_failure_is_reported(competition, cli, monkeypatch, workdir):
@@ -58,7 +53,7 @@ def test_kaggle_cli_failure_is_reported(competition, cli, monkeypatch, workdir):
     monkeypatch.setenv("KAGGLE_USERNAME", "someone")
     monkeypatch.setenv("KAGGLE_KEY", "secret")
     comp = competition("dogs-vs-cats")
-    _one_line_error(cli("prepare", comp), "403 - Forbidden", "accepted the rules")
+    assert_one_line_error(cli("prepare", comp), "403 - Forbidden", "accepted the rules")
 
 
 def test_dogs_vs_cats_prepare_without_images(competition, cli):
@@ -66,7 +61,7 @@ def test_dogs_vs_cats_prepare_without_images(competition, cli):
     data = replicas.dogs_vs_cats(comp / "data", n_train=2, n_test=2)
     for image in (data / "train").glob("*.jpg"):
         image.unlink()
-    _one_line_error(cli("prepare", comp), "no train/*.jpg")
+    assert_one_line_error(cli("prepare", comp), "no train/*.jpg")
 
 
 def test_invalid_submission_file(digits_run, cli, tmp_path):
@@ -81,7 +76,7 @@ def test_invalid_submission_file(digits_run, cli, tmp_path):
     for name, (frame, message) in cases.items():
         path = tmp_path / f"{name}.csv"
         frame.to_csv(path, index=False)
-        _one_line_error(cli("submit", run_dir, "--file", path), message)
+        assert_one_line_error(cli("submit", run_dir, "--file", path), message)
 
 
 def test_sample_mismatch_writes_no_submission(digits_run, cli, tmp_path):
@@ -101,7 +96,7 @@ def test_sample_mismatch_writes_no_submission(digits_run, cli, tmp_path):
         )
     )
     (broken / "best.keras").write_bytes((run_dir / "best.keras").read_bytes())
-    _one_line_error(cli("predict", broken), "360 rows, the sample has 359")
+    assert_one_line_error(cli("predict", broken), "360 rows, the sample has 359")
     assert not (broken / "submission.csv").exists()
     assert sorted(p.name for p in broken.iterdir() if not p.is_dir()) == [
         "best.keras",
@@ -113,9 +108,9 @@ def test_divergence_stops_with_advice(competition, cli):
     comp = competition("digits")
     cli("prepare", comp)
     result = cli("train", comp, *FAST, "train.optimizer=sgd", "train.lr=1e12")
-    _one_line_error(result, "diverged", "train.lr")
+    assert_one_line_error(result, "diverged", "train.lr")
 
 
 @pytest.mark.parametrize("command", ["predict", "submit"])
 def test_not_a_run_folder(cli, workdir, command):
-    _one_line_error(cli(command, workdir), "is not a run folder")
+    assert_one_line_error(cli(command, workdir), "is not a run folder")

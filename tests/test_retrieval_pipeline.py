@@ -1,6 +1,5 @@
 """Retrieval end to end: shapes-captions, a Flickr8k replica, readers, bad rows."""
 
-import importlib.util
 import json
 
 import numpy as np
@@ -11,35 +10,18 @@ from PIL import Image
 from pipelines.config import load_config
 from pipelines.data.captions import caption_tokens, read_caption_table, split_images, token_space
 from pipelines.data.text import WordTokenizer, fit_tokenizer
-from tests.conftest import FAST, REPO
+from tests.conftest import FAST, assert_one_line_error, prepare_module
 from tests.replicas import corrupt
 
 TINY = [*FAST, "data.image_size=[32,32]", "train.batch_size=16", "model.args.text_width=32"]
 LEARN = ["train.epochs=10", "train.lr=0.003", "train.warmup_epochs=1"]  # warm-up: see README
 
 
-def _prepare_module(slug):
-    spec = importlib.util.spec_from_file_location(
-        f"{slug}_prepare", REPO / "competitions" / slug / "prepare.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def shapes(competition):
     folder = competition("shapes-captions")
-    _prepare_module("shapes-captions").generate(folder / "data", train=160, test=24, size=32)
+    prepare_module("shapes-captions").generate(folder / "data", train=160, test=24, size=32)
     return folder
-
-
-def _error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_shapes_captions_runs_end_to_end_and_scores_its_submission(shapes, cli):
@@ -110,7 +92,7 @@ def test_flickr8k_without_its_files_says_where_to_get_them(competition, cli, wor
     comp = competition("flickr8k")
     (comp / "data").mkdir()
     (comp / "data" / "README.txt").write_text("placeholder")  # filled: no download
-    _error(cli("prepare", comp), "captions.txt not found", "adityajn105/flickr8k")
+    assert_one_line_error(cli("prepare", comp), "captions.txt not found", "adityajn105/flickr8k")
 
 
 @pytest.mark.parametrize(
@@ -131,7 +113,7 @@ def test_bad_caption_rows_are_named(shapes, cli, damage, fragments):
         (data / "Images" / "00000.png").unlink()
     else:
         corrupt(data / "Images" / "00001.png")
-    _error(cli("train", shapes, *TINY), *fragments)
+    assert_one_line_error(cli("train", shapes, *TINY), *fragments)
 
 
 def test_coco_captions_json_and_a_dangling_image_id(workdir):
@@ -175,7 +157,7 @@ def test_split_is_by_image_and_tokens_end_with_end_of_text():
 
 def test_subword_caption_tokens_keep_zero_for_padding(tmp_path):
     texts = ["a red circle left of a blue square", "a green star at the top"] * 20
-    tokenizer = fit_tokenizer("\n".join(texts), "bpe", 40, tmp_path)
+    tokenizer = fit_tokenizer("\n".join(texts), "bpe", 300, tmp_path)  # 256 byte pieces
     vocab, offset, end = token_space(tokenizer)
     tokens = caption_tokens(tokenizer, texts[:2], 24)
     assert offset == 1 and end == vocab - 1 == tokenizer.vocab_size + 1
@@ -213,4 +195,4 @@ def test_ensemble_ranks_by_the_mean_of_the_runs_similarities(shapes, cli, workdi
     assert "recall@5" in json.loads((out / "metrics.json").read_text())["test"]
     # Runs with different tokenizers cannot share one query encoding.
     (runs[1] / "tokenizer.json").write_text('{"kind": "word", "words": ["other"]}')
-    _error(cli("ensemble", *runs, "--out", workdir / "again"), "tokenizers differ")
+    assert_one_line_error(cli("ensemble", *runs, "--out", workdir / "again"), "tokenizers differ")

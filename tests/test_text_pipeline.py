@@ -1,6 +1,5 @@
 """Text end to end: corpora, tokenizers, windows, the n-gram baseline, generate CLI."""
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -19,7 +18,7 @@ from pipelines.data.text import (
     windows,
 )
 from pipelines.ngram import KneserNey, ngram_baseline
-from tests.conftest import FAST, REPO
+from tests.conftest import FAST, REPO, prepare_module
 
 TINY = [
     *FAST,
@@ -34,21 +33,12 @@ TINY = [
 CORPUS_CHARS = 24_000
 
 
-def _prepare_module(slug):
-    spec = importlib.util.spec_from_file_location(
-        f"{slug}_prepare", REPO / "competitions" / slug / "prepare.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _pydoc_folder(folder):
     """pydoc-text with its corpus cut to the first 24,000 characters."""
     shutil.copytree(
         REPO / "competitions" / "pydoc-text", folder, ignore=shutil.ignore_patterns("data")
     )
-    module = _prepare_module("pydoc-text")
+    module = prepare_module("pydoc-text")
     data = folder / "data"
     data.mkdir()
     text = module.corpus()[:CORPUS_CHARS]
@@ -237,7 +227,7 @@ def test_char_tokenizer_round_trip_and_unknown(tmp_path):
 
 @pytest.mark.parametrize("kind", ["bpe", "unigram"])
 def test_subword_tokenizers_train_offline_and_round_trip(tmp_path, kind):
-    text = _prepare_module("pydoc-text").corpus()[:60_000]
+    text = prepare_module("pydoc-text").corpus()[:60_000]
     tokenizer = fit_tokenizer(text, kind, 600, tmp_path)
     sample = text[50_000:51_000]
     ids = tokenizer.encode(sample)
@@ -291,7 +281,7 @@ def test_higher_orders_win_on_repetitive_text_and_the_best_is_chosen():
 
 
 def test_prompts_come_from_the_validation_tail():
-    module = _prepare_module("pydoc-text")
+    module = prepare_module("pydoc-text")
     text = module.corpus()
     tail = text[int(len(text) * 0.9) :]
     prompts = module.prompts(text)
@@ -300,7 +290,7 @@ def test_prompts_come_from_the_validation_tail():
 
 
 def test_prepare_writes_the_pydoc_files(tmp_path):
-    _prepare_module("pydoc-text").prepare(tmp_path)
+    prepare_module("pydoc-text").prepare(tmp_path)
     assert len((tmp_path / "train.txt").read_text()) > 400_000
     sample = pd.read_csv(tmp_path / "sample_submission.csv")
     assert list(sample.columns) == ["id", "text"]

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipelines.runs import write_text
+
 TEST_IMAGES = 1000
 FILES = ("train_captions.csv", "gallery.csv", "test_captions.csv", "solution.csv")
 
 
 def _write(frame, path):
-    tmp = path.with_suffix(".tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)
+    write_text(path, frame.to_csv(index=False))
 
 
 def prepare(data_dir):

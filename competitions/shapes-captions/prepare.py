@@ -16,6 +16,7 @@ import pandas as pd
 from PIL import Image
 
 from pipelines.data.shape_captions import caption, draw, label, scene
+from pipelines.runs import write_text
 
 SEED = 11
 TRAIN, TEST, SIZE, CAPTIONS = 3000, 300, 64, 5
@@ -24,9 +25,7 @@ FILES += ("sample_submission.csv",)
 
 
 def _write(frame, path):
-    tmp = path.with_suffix(".tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)
+    write_text(path, frame.to_csv(index=False))
 
 
 def generate(data_dir, train=TRAIN, test=TEST, size=SIZE, seed=SEED):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from kapps.errors import DataError
+from kapps.errors import ConfigError, DataError
 from pipelines.data.sources import read_csv, require_columns
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -194,6 +194,14 @@ def fit_tokenizer(text, kind, vocab_size, folder):
         except RuntimeError as err:
             raise DataError(f"cannot train a {kind} tokenizer on this corpus: {err}") from None
     tokenizer.save(folder)
+    return tokenizer
+
+
+def saved_tokenizer(run_dir):
+    """The tokenizer a trained run saved; a `ConfigError` when it has none."""
+    tokenizer = load_tokenizer(run_dir)
+    if tokenizer is None:
+        raise ConfigError(f"{run_dir} has no tokenizer; train it first")
     return tokenizer
 
 

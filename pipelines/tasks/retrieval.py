@@ -37,6 +37,7 @@ from pipelines.data.text import (
     TOKENIZER_FILE,
     fit_tokenizer,
     load_tokenizer,
+    saved_tokenizer,
 )
 from pipelines.plots import plot_retrieval_grid
 from pipelines.submit import matches_frame, write_embeddings
@@ -67,12 +68,6 @@ class RetrievalTask(Task):
         self.tokenizer = None
 
     # Data ------------------------------------------------------------------
-    def load_tokenizer(self, run_dir):
-        self.tokenizer = load_tokenizer(run_dir)
-        if self.tokenizer is None:
-            raise ConfigError(f"{run_dir} has no tokenizer; train it first")
-        return self.tokenizer
-
     def _decode(self, source, run_dir, split, row_of):
         """Decode a split's images once; an unreadable image is an error naming its row."""
         data = self.cfg.data
@@ -134,7 +129,7 @@ class RetrievalTask(Task):
     def test_data(self, run_dir):
         """`((gallery batches, query tokens), query ids)`; keeps the gallery ids."""
         cfg, data = self.cfg, self.cfg.data
-        self.load_tokenizer(run_dir)
+        self.tokenizer = saved_tokenizer(run_dir)
         self.run_dir = run_dir
         path = cfg.data_path(data.test)
         queries = read_csv(path, "test queries", ids_as_text=True)

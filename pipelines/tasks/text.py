@@ -16,6 +16,7 @@ from pipelines.data.text import (
     fit_tokenizer,
     load_tokenizer,
     read_corpus,
+    saved_tokenizer,
     split_by_position,
     window_count,
     windows,
@@ -39,9 +40,7 @@ class TextTask(Task):
 
     # Data ------------------------------------------------------------------
     def load_tokenizer(self, run_dir):
-        self.tokenizer = load_tokenizer(run_dir)
-        if self.tokenizer is None:
-            raise ConfigError(f"{run_dir} has no tokenizer; train it first")
+        self.tokenizer = saved_tokenizer(run_dir)
         return self.tokenizer
 
     def training_data(self, run_dir):
