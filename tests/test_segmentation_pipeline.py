@@ -244,6 +244,9 @@ def test_min_area_drops_stray_regions_only(shapes):
     assert _task(shapes, "submission.min_area=0").remove_small_regions(labels) is labels
 
 
+# Default-run budget: the cross-validation engine runs by default on digits;
+# segmentation's out-of-fold Dice terms and mask blending run with -m slow.
+@pytest.mark.slow
 def test_shapes_seg_cross_validation(shapes, cli):
     result = cli("run", shapes, *TINY, "train.epochs=1", "cv.folds=2")
     assert result.exit_code == 0, result.output
