@@ -161,11 +161,10 @@ class CLIP(keras.Model):
 
     def encode_images(self, images, batch_size=128):
         """L2-normalised image embeddings (numpy) of raw images or a dataset of them."""
-        return self._part(["images"], "image_embedding").predict(
-            images if not hasattr(images, "shape") else {"images": images},
-            batch_size=None if not hasattr(images, "shape") else batch_size,
-            verbose=0,
-        )
+        part = self._part(["images"], "image_embedding")
+        if hasattr(images, "shape"):  # an array, not a dataset of {"images": …} batches
+            return part.predict({"images": images}, batch_size=batch_size, verbose=0)
+        return part.predict(images, verbose=0)
 
     def encode_texts(self, token_ids, padding_mask=None, batch_size=512):
         """L2-normalised text embeddings of padded token ids (0 = padding)."""

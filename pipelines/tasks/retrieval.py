@@ -164,7 +164,7 @@ class RetrievalTask(Task):
         }
 
     def compile_args(self):
-        if self.cfg.train.loss not in (None,):
+        if self.cfg.train.loss is not None:
             raise ConfigError(
                 f"train.loss {self.cfg.train.loss!r}: a dual encoder trains with its own "
                 "contrastive loss; remove train.loss"
