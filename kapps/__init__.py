@@ -4,7 +4,7 @@
 >>> model = kapps.create_model("lenet5", input_shape=(32, 32, 1), num_classes=10)
 """
 
-from kapps import classification, retrieval, segmentation, text  # noqa: F401  (registers the builders)
+from kapps import classification, detection, retrieval, segmentation, text  # noqa: F401  (registers the builders)
 from kapps.errors import ConfigError, DataError, KappsError, SubmissionError
 from kapps.features import feature_extractor, feature_layers
 from kapps.flops import count_flops
