@@ -27,7 +27,7 @@ class Section(BaseModel):
 
 class CompetitionConfig(Section):
     name: str  # folder name under run.dir
-    task: Literal["classification", "segmentation", "retrieval", "text"] = (
+    task: Literal["classification", "segmentation", "detection", "retrieval", "text"] = (
         "classification"  # task family
     )
     kaggle: str | None = None  # Kaggle competition slug (or owner/dataset) `kapps prepare`
@@ -43,10 +43,14 @@ class DataConfig(Section):
         "csv_paths",
         "mask_folders",
         "rle_csv",
+        "box_csv",
+        "coco",
+        "yolo_txt",
         "captions",
         "coco_captions",
         "text",
-    ] = "pixel_csv"  # train layout; mask_folders, rle_csv: segmentation; captions,
+    ] = "pixel_csv"  # train layout; mask_folders, rle_csv: segmentation; box_csv, coco,
+    # yolo_txt: detection (one row per box; COCO instances JSON; YOLO label files); captions,
     # coco_captions: retrieval (an image,caption CSV or COCO captions JSON); text: a corpus
     train: str = "train.csv"  # pixel CSV, CSV of ids+labels, or folder of class folders
     train_images: str = "{id}"  # csv_paths: image path for a train id, relative to data.dir
@@ -62,6 +66,9 @@ class DataConfig(Section):
     class_column: str | None = None  # rle_csv with one row per image and class: its class column
     rle_order: Literal["F", "C", "auto"] = "auto"  # F column-major, C row-major; auto: detect
     rle_empty: str = ""  # how an empty mask is written ("" or "-")
+    box_columns: list[str] = ["bbox"]  # box_csv: one column of four numbers, or four columns
+    box_format: Literal["xywh", "xyxy", "center_xywh", "yxyx"] = "xywh"  # box_csv: their order
+    labels: str | None = None  # yolo_txt: label file of an image ({stem}), e.g. labels/{stem}.txt
     pixel_shape: tuple[int, int, int] | None = None  # pixel_csv: (height, width, channels)
     image_size: tuple[int, int] = (32, 32)  # model input (height, width); images are resized
     channels: Literal[1, 3] = 3  # colour channels fed to the model
@@ -92,6 +99,7 @@ class AugmentConfig(Section):
     translation: float = Field(0.0, ge=0, le=0.5)  # max shift, fraction of height/width
     zoom: float = Field(0.0, ge=0, lt=1)  # max zoom in or out, fraction
     contrast: float = Field(0.0, ge=0, lt=1)  # max contrast change, fraction
+    mosaic: float = Field(0.0, ge=0, le=1)  # detection: chance an example is a 2×2 mosaic
 
 
 class ModelConfig(Section):
@@ -120,17 +128,26 @@ class TrainConfig(Section):
 
 
 class SubmissionConfig(Section):
-    kind: Literal["label", "probability", "rle", "text", "matches"] = "label"  # target columns
-    # hold: a label, probabilities, RLE masks, text, or space-joined ids of the best matches
+    kind: Literal["label", "probability", "rle", "boxes", "text", "matches"] = "label"  # target
+    # columns hold: a label, probabilities, RLE masks, a box PredictionString, text, or
+    # space-joined ids of the best matches
     positive_class: Any = None  # probability with one target column: P(this class)
     clip: float = Field(0.0, ge=0, lt=0.5)  # probability: clip to [clip, 1 - clip]
-    metric: Literal["accuracy", "log_loss", "dice", "recall", "map"] | None = None  # local
-    # score; None: by kind (matches: recall@top_k)
+    metric: Literal["accuracy", "log_loss", "dice", "recall", "map", "map50", "wheat"] | None = (
+        None  # local score; None: by kind (matches: recall@top_k, boxes: map50)
+    )
     top_k: int = Field(5, ge=1)  # matches: ids per query
     threshold: float = Field(0.5, gt=0, lt=1)  # binary masks: foreground probability cut-off
     tta: bool = False  # test-time augmentation: average with the flipped images' predictions
     tta_flips: list[Literal["horizontal", "vertical"]] = ["horizontal"]  # the flipped views
     min_area: int = Field(0, ge=0)  # masks: drop predicted regions under this many pixels
+    box_string: Literal["conf_xywh", "class_conf_xyxy"] = "conf_xywh"  # boxes: each box as
+    # "conf x y w h" (Global Wheat) or "class conf x1 y1 x2 y2" (VinBigData)
+    score_threshold: float = Field(0.25, ge=0, lt=1)  # boxes: lowest confidence submitted
+    iou_threshold: float = Field(0.6, gt=0, le=1)  # boxes: non-max suppression overlap
+    max_detections: int = Field(100, ge=1)  # boxes: most boxes per image
+    no_finding: str | None = None  # boxes: the string of an image with none (VinBigData:
+    # "14 1 0 0 1 1"); None: empty
 
 
 class GenerateConfig(Section):
@@ -230,6 +247,7 @@ class Config(Section):
             raise ValueError("data.pixel_shape is required when data.format is pixel_csv")
         formats = {
             "segmentation": {"mask_folders", "rle_csv"},
+            "detection": {"box_csv", "coco", "yolo_txt"},
             "retrieval": {"captions", "coco_captions"},
             "text": {"text"},
         }

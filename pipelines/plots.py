@@ -175,3 +175,75 @@ def plot_retrieval_grid(queries, results, hits, path, title):
         axes[row][0].set_ylabel(wrapped, rotation=0, ha="right", va="center", fontsize=7)
     fig.suptitle(title)
     _save(fig, path)
+
+
+def _draw_boxes(ax, boxes, labels, scores, class_names):
+    colours = plt.get_cmap("tab10")
+    for index, (box, label) in enumerate(zip(boxes, labels, strict=True)):
+        x1, y1, x2, y2 = box
+        colour = colours(int(label) % 10)
+        ax.add_patch(
+            plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=1.2)
+        )
+        text = str(class_names[int(label)])
+        if scores is not None:
+            text += f" {scores[index]:.2f}"
+        ax.text(
+            x1,
+            y1,
+            text,
+            color="white",
+            fontsize=5,
+            va="bottom",
+            bbox={"facecolor": colour, "pad": 0.5, "linewidth": 0},
+        )
+
+
+def plot_detections(images, truths, predictions, captions, class_names, path, title):
+    """Pairs of panels per image: ground truth boxes | predicted boxes with scores.
+
+    Args:
+        truths: per image `(boxes xyxy, labels)`.
+        predictions: per image `(boxes xyxy, labels, scores)`.
+    """
+    count = len(images)
+    columns = min(4, count) * 2
+    rows = -(-count // (columns // 2))
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(1.9 * columns, 2.1 * rows + 0.5), squeeze=False
+    )
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.axis("off")
+    for index, (image, truth, found, caption) in enumerate(
+        zip(images, truths, predictions, captions, strict=True)
+    ):
+        row, col = divmod(index, columns // 2)
+        shown = np.asarray(image).astype("uint8")
+        shown = shown[..., 0] if shown.shape[-1] == 1 else shown
+        for offset, (boxes, labels, scores) in enumerate(((*truth, None), found)):
+            ax = axes[row, 2 * col + offset]
+            ax.axis("on")
+            ax.imshow(shown, cmap="gray")
+            _draw_boxes(ax, boxes, labels, scores, class_names)
+            ax.set_title("truth" if offset == 0 else caption, fontsize=7)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_precision_recall(recall, precision, class_names, path, title):
+    """One precision–recall curve per class (classes without ground truth are left out)."""
+    fig, ax = plt.subplots(figsize=(4.8, 3.8))
+    for name, curve in zip(class_names, precision, strict=True):
+        if (curve >= 0).any():
+            ap = float(np.mean(np.maximum(curve, 0)))
+            ax.plot(recall, np.maximum(curve, 0), label=f"{name} (AP {ap:.3f})")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    _save(fig, path)

@@ -7,26 +7,33 @@ saved model stays free of training-only layers.
 import keras
 
 
-def build_augmenter(augment, seed):
-    """A `keras.Sequential` of the augmentations `augment` turns on, or None."""
+def build_augmenter(augment, seed, bounding_box_format=None):
+    """A `keras.Sequential` of the augmentations `augment` turns on, or None.
+
+    With `bounding_box_format` the layers move boxes with the pixels
+    (called on `{"images", "bounding_boxes"}` dicts).
+    """
+    boxes = {"bounding_box_format": bounding_box_format} if bounding_box_format else {}
     layers = []
     if augment.flip != "none":
-        layers.append(keras.layers.RandomFlip(augment.flip, seed=seed))
+        layers.append(keras.layers.RandomFlip(augment.flip, seed=seed, **boxes))
     if augment.rotation:
         layers.append(
-            keras.layers.RandomRotation(augment.rotation, fill_mode="constant", seed=seed)
+            keras.layers.RandomRotation(augment.rotation, fill_mode="constant", seed=seed, **boxes)
         )
     if augment.zoom:
-        layers.append(keras.layers.RandomZoom(augment.zoom, fill_mode="constant", seed=seed))
+        layers.append(
+            keras.layers.RandomZoom(augment.zoom, fill_mode="constant", seed=seed, **boxes)
+        )
     if augment.translation:
         layers.append(
             keras.layers.RandomTranslation(
-                augment.translation, augment.translation, fill_mode="constant", seed=seed
+                augment.translation, augment.translation, fill_mode="constant", seed=seed, **boxes
             )
         )
     if augment.contrast:
         layers.append(
-            keras.layers.RandomContrast(augment.contrast, value_range=(0, 255), seed=seed)
+            keras.layers.RandomContrast(augment.contrast, value_range=(0, 255), seed=seed, **boxes)
         )
     return keras.Sequential(layers, name="augment") if layers else None
 

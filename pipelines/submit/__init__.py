@@ -2,14 +2,18 @@
 
 from pipelines.submit.validate import read_sample, validate_submission, write_submission
 from pipelines.submit.writers import (
+    boxes_frame,
     label_frame,
     matches_frame,
+    parse_box_string,
     probability_frame,
     rle_frame,
     write_embeddings,
 )
 
 __all__ = [
+    "boxes_frame",
+    "parse_box_string",
     "label_frame",
     "matches_frame",
     "probability_frame",

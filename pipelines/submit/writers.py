@@ -121,3 +121,65 @@ def write_embeddings(folder, name, ids, embeddings):
         lambda f: pd.DataFrame({"id": ids}).to_csv(f, index=False),
     )
     return folder / f"{name}.npy"
+
+
+def box_string(boxes, labels, scores, style, no_finding=None):
+    """One image's detections as a PredictionString, most confident first.
+
+    Args:
+        boxes: (n, 4) xyxy pixels of the original image.
+        style: "conf_xywh" ("0.9 x y w h …", Global Wheat) or "class_conf_xyxy"
+            ("class 0.9 x1 y1 x2 y2 …", VinBigData).
+        no_finding: the string of an image with no box (VinBigData "14 1 0 0 1 1").
+    """
+    if len(boxes) == 0:
+        return no_finding or ""
+    parts = []
+    for index in np.argsort(-np.asarray(scores), kind="stable"):
+        x1, y1, x2, y2 = (round(float(v)) for v in boxes[index])
+        confidence = f"{float(scores[index]):.4f}"
+        if style == "conf_xywh":
+            parts.append(f"{confidence} {x1} {y1} {x2 - x1} {y2 - y1}")
+        else:
+            parts.append(f"{labels[index]} {confidence} {x1} {y1} {x2} {y2}")
+    return " ".join(parts)
+
+
+def boxes_frame(ids, detections, sample, style, no_finding=None):
+    """`image_id,PredictionString` in the sample's order.
+
+    Args:
+        ids: test image ids, one per entry of `detections`.
+        detections: per image `(boxes xyxy, labels, scores)`; for "class_conf_xyxy"
+            the labels are written as they are (class names or ids).
+    """
+    if len(sample.columns) != 2:
+        raise SubmissionError(
+            f"a box submission has 2 columns (id, PredictionString), the sample "
+            f"{list(sample.columns)}"
+        )
+    by_id = {str(i): d for i, d in zip(ids, detections, strict=True)}
+    id_col, target = sample.columns
+    sample_ids = sample[id_col].astype(str)
+    missing = sorted(set(sample_ids) - set(by_id))
+    if missing:
+        raise SubmissionError(f"no prediction for sample ids {missing[:3]}")
+    strings = [box_string(*by_id[i], style, no_finding) for i in sample_ids]
+    return pd.DataFrame({id_col: sample[id_col], target: strings})
+
+
+def parse_box_string(text, style):
+    """A PredictionString back to `(boxes xyxy (n, 4), labels (n,), scores (n,))`."""
+    values = str(text).split() if isinstance(text, str) else []
+    width = 5 if style == "conf_xywh" else 6
+    if len(values) % width:
+        raise SubmissionError(
+            f"PredictionString {str(text)[:40]!r} is not groups of {width} values"
+        )
+    rows = np.asarray(values, dtype=object).reshape(-1, width)
+    if style == "conf_xywh":
+        numbers = rows.astype(np.float64)
+        scores, xywh = numbers[:, 0], numbers[:, 1:]
+        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+        return boxes, np.zeros(len(rows), np.int64), scores
+    return rows[:, 2:].astype(np.float64), rows[:, 0], rows[:, 1].astype(np.float64)

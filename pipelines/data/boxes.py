@@ -1,0 +1,427 @@
+"""Detection data: images with labelled boxes, from a CSV, COCO JSON or YOLO txt files.
+
+Three layouts:
+- `box_csv`: one row per box (`image_id,width,height,bbox` with bbox
+  "[x, y, w, h]", Global Wheat), boxes in `data.box_columns` (one column of
+  four numbers or four columns) in `data.box_format`, an optional
+  `data.class_column`; images at `data.train_images`. Images in that folder
+  with no row have no boxes; a row with an empty box marks an image with none.
+- `coco`: a COCO instances JSON (`images`, `annotations` with `[x, y, w, h]`
+  bboxes, `categories`); images at `data.train_images` (`{id}` = file_name).
+- `yolo_txt`: the images in the folder `data.train`, a label file per image at
+  `data.labels` (`{stem}`: the image's name without extension) holding
+  `class cx cy w h` lines relative to the image size; a missing file means no boxes.
+
+Every box is checked when read (finite, positive size, inside its image,
+a known class, a known image) and a bad one is named by its row. Inside the
+pipeline boxes are Keras core's `{"boxes": (B, N, 4), "labels": (B, N)}`,
+`xyxy` in pixels of the model's input, padded with -1.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from kapps.errors import ConfigError, DataError
+from pipelines.data.images import AUTOTUNE, decoded_images
+from pipelines.data.masks import image_sizes
+from pipelines.data.sources import IMAGE_SUFFIXES, ImageSource, read_csv, require_columns
+
+EDGE_SLACK = 1.0  # pixels a box may overhang its image (rounding in real annotations)
+
+
+@dataclass
+class BoxSource:
+    """Training rows of a detection set: one per image, with all its boxes."""
+
+    ids: np.ndarray
+    paths: list[str]
+    sizes: np.ndarray  # (N, 2) original (height, width)
+    boxes: list  # per image (n, 4) float32 xyxy in original pixels
+    labels: list  # per image (n,) int32 class indices
+
+    def __len__(self):
+        return len(self.ids)
+
+    def subset(self, rows):
+        return BoxSource(
+            ids=self.ids[rows],
+            paths=[self.paths[i] for i in rows],
+            sizes=self.sizes[rows],
+            boxes=[self.boxes[i] for i in rows],
+            labels=[self.labels[i] for i in rows],
+        )
+
+
+def check_boxes(xyxy, sizes, rows, shown, where):
+    """Raise on the first bad box, naming its row; return the boxes clipped to their images.
+
+    Args:
+        xyxy: (R, 4) boxes in pixels; sizes: (R, 2) (height, width) of each box's
+        image (0 where the header was unreadable); rows: what names each box;
+        shown: each box as the file wrote it; where: "train.csv row" or similar.
+    """
+    height, width = sizes[:, 0:1].astype(np.float64), sizes[:, 1:2].astype(np.float64)
+    finite = np.all(np.isfinite(xyxy), axis=1)
+    positive = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+    inside = (height[:, 0] == 0) | (
+        np.all(xyxy[:, :2] >= -EDGE_SLACK, axis=1)
+        & (xyxy[:, 2] <= width[:, 0] + EDGE_SLACK)
+        & (xyxy[:, 3] <= height[:, 0] + EDGE_SLACK)
+    )
+    for good, problem in (
+        (finite, "is not four numbers"),
+        (positive, "has no positive width and height"),
+        (inside, "lies outside its image"),
+    ):
+        bad = np.flatnonzero(~good)
+        if len(bad):
+            i = bad[0]
+            size = f" ({sizes[i, 1]}×{sizes[i, 0]})" if problem.startswith("lies") else ""
+            raise DataError(f"{where} {rows[i]}: box {shown[i]} {problem}{size}".strip())
+    limit = np.concatenate([width, height, width, height], axis=1)
+    return np.clip(xyxy, 0, np.where(limit > 0, limit, np.inf)).astype(np.float32)
+
+
+def class_indices(values, classes, rows, where):
+    """Class names (or ids) → indices into `classes`; 0 for all when `classes` is None."""
+    if classes is None:
+        return np.zeros(len(values), np.int32)
+    names = [str(c) for c in classes]
+    lookup = {name: k for k, name in enumerate(names)}
+    indices = np.asarray([lookup.get(str(v), -1) for v in values], np.int32)
+    bad = np.flatnonzero(indices < 0)
+    if len(bad):
+        i = bad[0]
+        raise DataError(f"{where} {rows[i]}: unknown class {values[i]!r} (data.classes: {names})")
+    return indices
+
+
+def to_xyxy(boxes, box_format, height=None, width=None):
+    """(n, 4) boxes in a Keras box format → xyxy numpy (relative formats need the size)."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    if box_format == "xyxy" or len(boxes) == 0:
+        return boxes
+    converted = keras.utils.bounding_boxes.convert_format(
+        boxes, box_format, "xyxy", height=height, width=width
+    )
+    return np.asarray(keras.ops.convert_to_numpy(converted), np.float32)
+
+
+def _template_ids(root, template):
+    """Ids of the files matching an image template such as "train/{id}.jpg"."""
+    head, found_id, tail = template.partition("{id}")
+    if not found_id:
+        return {}
+    pattern = re.compile(re.escape(head) + "(.+)" + re.escape(tail) + "$")
+    found = {}
+    for path in sorted(root.glob(template.replace("{id}", "*"))):
+        match = pattern.match(path.relative_to(root).as_posix())
+        if match and path.suffix.lower() in IMAGE_SUFFIXES:
+            found[match.group(1)] = str(path)
+    return found
+
+
+NUMBER = re.compile(r"-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|nan", re.IGNORECASE)
+
+
+def _box_table(frame, columns):
+    """(R, 4) box numbers per row (NaN row: no box), and each box as written."""
+    if len(columns) == 4:
+        values = frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+        shown = [str(v) for v in frame[columns].to_numpy().tolist()]
+        return values, shown
+    cells = frame[columns[0]]
+    values = np.full((len(frame), 4), np.nan)
+    shown = cells.astype(str).tolist()
+    for i, cell in enumerate(cells):
+        if isinstance(cell, str) and cell.strip():
+            numbers = [float(v) for v in NUMBER.findall(cell)]
+            values[i] = numbers if len(numbers) == 4 else [np.inf] * 4  # not four numbers
+        elif isinstance(cell, (int, float)) and not pd.isna(cell):
+            values[i] = np.inf
+    return values, shown
+
+
+def _csv_source(cfg):
+    data = cfg.data
+    path = cfg.data_path(data.train)
+    frame = read_csv(path, "train CSV", ids_as_text=True)
+    columns = list(data.box_columns)
+    if len(columns) not in (1, 4):
+        raise ConfigError("data.box_columns: one column of four numbers, or four columns")
+    require_columns(frame, columns + ([data.class_column] if data.class_column else []), path)
+    ids = frame[frame.columns[0]].astype(str).to_numpy()
+    paths_by_id = _template_ids(cfg.data_dir, data.train_images)
+    for image_id in np.unique(ids):  # ids the glob did not list
+        candidate = cfg.data_dir / data.train_images.format(id=image_id)
+        if image_id not in paths_by_id and candidate.is_file():
+            paths_by_id[image_id] = str(candidate)
+    rows = np.arange(len(frame)) + 2
+    unknown = [i for i, image_id in enumerate(ids) if image_id not in paths_by_id]
+    if unknown:
+        i = unknown[0]
+        raise DataError(f"{path.name} row {rows[i]}: unknown image id {ids[i]!r} (no image file)")
+    if not paths_by_id:
+        raise DataError(f"no training images at {cfg.data_dir / data.train_images}")
+    sizes_by_id = dict(zip(paths_by_id, image_sizes(list(paths_by_id.values())), strict=True))
+    values, shown = _box_table(frame, columns)
+    listed_only = np.all(np.isnan(values), axis=1)  # an image listed without a box
+    keep = ~listed_only
+    ids, rows, values = ids[keep], rows[keep], values[keep]
+    shown = [s for s, k in zip(shown, keep, strict=True) if k]
+    sizes = np.asarray([sizes_by_id[i] for i in ids], np.int64).reshape(-1, 2)
+    xyxy = to_xyxy(np.nan_to_num(values, nan=np.inf), data.box_format).astype(np.float64)
+    xyxy[~np.all(np.isfinite(values), axis=1)] = np.nan
+    xyxy = check_boxes(xyxy, sizes, rows, shown, f"{path.name} row")
+    class_values = frame[data.class_column].to_numpy()[keep] if data.class_column else ids
+    labels = class_indices(
+        class_values, data.classes if data.class_column else None, rows, f"{path.name} row"
+    )
+    return _group(paths_by_id, sizes_by_id, ids, xyxy, labels)
+
+
+def _coco_source(cfg):
+    data = cfg.data
+    path = cfg.data_path(data.train)
+    try:
+        content = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"COCO file not found: {path} (run `kapps prepare` first?)") from None
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path} is not valid JSON: {err}") from None
+    for key in ("images", "annotations", "categories"):
+        if key not in content:
+            raise DataError(f"{path}: no {key!r} list (not a COCO instances file)")
+    categories = {c["id"]: c["name"] for c in content["categories"]}
+    classes = data.classes or [categories[k] for k in sorted(categories)]
+    stems, paths_by_id = {}, {}
+    for image in content["images"]:
+        file_path = cfg.data_dir / data.train_images.format(id=image["file_name"])
+        if not file_path.is_file():
+            raise DataError(f"{path.name} image {image['id']}: file not found: {file_path}")
+        stems[image["id"]] = Path(image["file_name"]).stem
+        paths_by_id[stems[image["id"]]] = str(file_path)
+    sizes_by_id = dict(zip(paths_by_id, image_sizes(list(paths_by_id.values())), strict=True))
+    annotations = content["annotations"]
+    rows = [a.get("id", "?") for a in annotations]
+    where = f"{path.name} annotation"
+    for row, annotation in zip(rows, annotations, strict=True):
+        if annotation.get("image_id") not in stems:
+            raise DataError(f"{where} {row}: unknown image id {annotation.get('image_id')!r}")
+    ids = np.asarray([stems[a["image_id"]] for a in annotations], dtype=object)
+    values = np.full((len(annotations), 4), np.nan)
+    for i, annotation in enumerate(annotations):
+        box = annotation.get("bbox")
+        if isinstance(box, list) and len(box) == 4:
+            values[i] = pd.to_numeric(pd.Series(box), errors="coerce").to_numpy()
+    shown = [str(a.get("bbox")) for a in annotations]
+    sizes = np.asarray([sizes_by_id[i] for i in ids], np.int64).reshape(-1, 2)
+    xyxy = to_xyxy(np.nan_to_num(values, nan=np.inf), "xywh").astype(np.float64)
+    xyxy[~np.all(np.isfinite(values), axis=1)] = np.nan
+    xyxy = check_boxes(xyxy, sizes, rows, shown, where)
+    names = [categories.get(a.get("category_id"), a.get("category_id")) for a in annotations]
+    labels = class_indices(names, classes, rows, where)
+    return _group(paths_by_id, sizes_by_id, ids, xyxy, labels)
+
+
+def _yolo_source(cfg):
+    data = cfg.data
+    root = cfg.data_path(data.train)
+    if not root.is_dir():
+        raise DataError(f"train image folder not found: {root} (run `kapps prepare` first?)")
+    if not data.labels:
+        raise ConfigError("data.labels (an image's label file, e.g. labels/{stem}.txt) is required")
+    if not data.classes:
+        raise ConfigError("data.classes is required for yolo_txt (its class ids index it)")
+    files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"{root} holds no images")
+    paths_by_id = {f.stem: str(f) for f in files}
+    sizes_by_id = dict(zip(paths_by_id, image_sizes(list(paths_by_id.values())), strict=True))
+    ids, rows, values, shown, classes = [], [], [], [], []
+    for image_id in paths_by_id:
+        label_path = cfg.data_dir / data.labels.format(stem=image_id, id=image_id)
+        if not label_path.is_file():
+            continue  # no label file: an image without boxes
+        for number, line in enumerate(label_path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            try:
+                class_id = int(parts[0])
+                numbers = [float(v) for v in parts[1:]]
+            except ValueError:
+                numbers = []
+            if len(numbers) != 4:
+                raise DataError(
+                    f"{label_path.name} line {number}: {line.strip()!r} is not `class cx cy w h`"
+                )
+            if not 0 <= class_id < len(data.classes):
+                raise DataError(
+                    f"{label_path.name} line {number}: unknown class {class_id} "
+                    f"(0..{len(data.classes) - 1})"
+                )
+            height, width = sizes_by_id[image_id]
+            values.append(np.asarray(numbers) * [width, height, width, height])
+            ids.append(image_id)
+            rows.append(f"{label_path.name} line {number}")
+            shown.append(line.strip())
+            classes.append(class_id)
+    values = np.asarray(values, np.float64).reshape(-1, 4)
+    sizes = np.asarray([sizes_by_id[i] for i in ids], np.int64).reshape(-1, 2)
+    xyxy = check_boxes(to_xyxy(values, "center_xywh").astype(np.float64), sizes, rows, shown, "")
+    return _group(paths_by_id, sizes_by_id, np.asarray(ids), xyxy, np.asarray(classes, np.int32))
+
+
+def _group(paths_by_id, sizes_by_id, box_ids, xyxy, labels):
+    """One `BoxSource` row per image from one row per box."""
+    order = list(paths_by_id)
+    boxes = {i: [] for i in order}
+    classes = {i: [] for i in order}
+    for image_id, box, label in zip(box_ids, xyxy, labels, strict=True):
+        boxes[image_id].append(box)
+        classes[image_id].append(label)
+    return BoxSource(
+        ids=np.asarray(order),
+        paths=[paths_by_id[i] for i in order],
+        sizes=np.asarray([sizes_by_id[i] for i in order], np.int64).reshape(-1, 2),
+        boxes=[np.asarray(boxes[i], np.float32).reshape(-1, 4) for i in order],
+        labels=[np.asarray(classes[i], np.int32) for i in order],
+    )
+
+
+READERS = {"box_csv": _csv_source, "coco": _coco_source, "yolo_txt": _yolo_source}
+
+
+def read_box_source(cfg):
+    """The training images of a detection competition with their checked boxes."""
+    return READERS[cfg.data.format](cfg)
+
+
+def padded_targets(source, image_size):
+    """Boxes scaled to the model's input and padded: `(boxes (N, M, 4), labels (N, M))`."""
+    most = max([len(b) for b in source.boxes] + [1])
+    boxes = np.full((len(source), most, 4), -1, np.float32)
+    labels = np.full((len(source), most), -1, np.int32)
+    height, width = image_size
+    for row, (found, classes, size) in enumerate(
+        zip(source.boxes, source.labels, source.sizes, strict=True)
+    ):
+        scale = np.asarray([width, height, width, height], np.float32) / np.maximum(
+            [size[1], size[0], size[1], size[0]], 1
+        )
+        boxes[row, : len(found)] = found * scale
+        labels[row, : len(found)] = classes
+    return boxes, labels
+
+
+def decoded_detection_set(source, image_size, channels, cache="memory", cache_path=None):
+    """Images decoded, resized and cached once, with their scaled, padded boxes."""
+    images = decoded_images(
+        ImageSource(ids=source.ids, paths=source.paths), image_size, channels, cache, cache_path
+    )
+    images.targets = padded_targets(source, image_size)
+    return images
+
+
+def _mosaic(parts, image_size, seed):
+    """Four (image, boxes, labels) examples tiled 2 × 2, then one random window of
+    the model's size cut from the tiling: objects keep their scale but are seen
+    cut off by edges and among other images' objects (Bochkovskiy et al., 2020)."""
+    height, width = image_size
+    top = tf.concat([parts[0][0], parts[1][0]], axis=1)
+    bottom = tf.concat([parts[2][0], parts[3][0]], axis=1)
+    canvas = tf.concat([top, bottom], axis=0)
+    offset = tf.random.stateless_uniform([2], seed, 0, 1)
+    y0 = tf.cast(offset[0] * height, tf.int32)
+    x0 = tf.cast(offset[1] * width, tf.int32)
+    image = canvas[y0 : y0 + height, x0 : x0 + width]
+    shifts = [(0, 0), (width, 0), (0, height), (width, height)]
+    window = tf.cast(tf.stack([x0, y0, x0, y0]), tf.float32)
+    boxes, labels = [], []
+    for (_, found, classes), (dx, dy) in zip(parts, shifts, strict=True):
+        moved = found + tf.constant([dx, dy, dx, dy], tf.float32) - window
+        clipped = tf.clip_by_value(moved, 0.0, [width, height, width, height])
+        area = (moved[:, 2] - moved[:, 0]) * (moved[:, 3] - moved[:, 1])
+        kept_area = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
+        visible = (
+            (classes >= 0)
+            & (kept_area > 0.2 * area)
+            & (tf.minimum(clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]) >= 2)
+        )
+        boxes.append(tf.where(visible[:, None], clipped, -1.0))
+        labels.append(tf.where(visible, classes, -1))
+    return image, tf.concat(boxes, axis=0), tf.concat(labels, axis=0)
+
+
+def _clean(images, boxes, labels):
+    """Labels back to int32, and boxes that augmentation pushed out of the picture dropped."""
+    labels = tf.cast(tf.round(tf.cast(labels, tf.float32)), tf.int32)
+    size = tf.minimum(boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1])
+    present = (labels >= 0) & (size >= 1.0)
+    boxes = tf.where(present[..., None], boxes, -1.0)
+    return images, {"boxes": boxes, "labels": tf.where(present, labels, -1)}
+
+
+def batched_detections(image_set, *, batch_size, shuffle=False, augment=None, mosaic=0.0, seed=0):
+    """Batches of (float32 raw pixels, {"boxes", "labels"}) for `fit` and `evaluate`.
+
+    Args:
+        image_set: from `decoded_detection_set`.
+        shuffle: reshuffle every epoch (training).
+        augment: Keras preprocessing layers built with `bounding_box_format="xyxy"`.
+        mosaic: probability that a training example is a mosaic of four.
+    """
+    boxes, labels = (tf.constant(t) for t in image_set.targets)
+    image_size = tuple(image_set.dataset.element_spec[0].shape[:2])
+    examples = image_set.dataset.map(
+        lambda image, i: (tf.cast(image, tf.float32), tf.gather(boxes, i), tf.gather(labels, i))
+    )
+    dataset = examples
+    if shuffle:
+        dataset = examples.shuffle(len(image_set), seed=seed, reshuffle_each_iteration=True)
+    if mosaic:
+        others = [
+            examples.shuffle(len(image_set), seed=seed + k, reshuffle_each_iteration=True)
+            for k in (1, 2, 3)
+        ]
+        seeds = tf.data.Dataset.random(seed=seed).batch(2)
+        padding = 3 * boxes.shape[1]
+
+        def combine(seed_pair, *parts):
+            single = (
+                parts[0][0],
+                tf.pad(parts[0][1], [[0, padding], [0, 0]], constant_values=-1.0),
+                tf.pad(parts[0][2], [[0, padding]], constant_values=-1),
+            )
+            chance = tf.random.stateless_uniform([], seed_pair, 0, 1)
+            return tf.cond(
+                chance < mosaic,
+                lambda: _mosaic(parts, image_size, seed_pair + 1),
+                lambda: single,
+            )
+
+        dataset = tf.data.Dataset.zip((seeds, dataset, *others)).map(
+            combine, num_parallel_calls=AUTOTUNE
+        )
+    dataset = dataset.batch(batch_size)
+
+    def prepare(images, found, classes):
+        if augment is not None:
+            for layer in augment.layers:
+                out = layer(
+                    {"images": images, "bounding_boxes": {"boxes": found, "labels": classes}},
+                    training=True,
+                )
+                images = out["images"]
+                found, classes = out["bounding_boxes"]["boxes"], out["bounding_boxes"]["labels"]
+        return _clean(images, found, classes)
+
+    return dataset.map(prepare, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
