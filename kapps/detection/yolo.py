@@ -249,7 +249,7 @@ class YOLO(keras.Model):
     def decode(self, raw):
         """Raw head outputs → `(boxes (B, A, 4) xyxy pixels, class logits (B, A, C),
         bin logits (B, A, 4, reg_max))`."""
-        bins = ops.reshape(raw[..., : 4 * self.reg_max], (-1, raw.shape[1], 4, self.reg_max))
+        bins = ops.reshape(raw[..., : 4 * self.reg_max], (-1, len(self._points), 4, self.reg_max))
         values = ops.arange(self.reg_max, dtype=raw.dtype)
         distances = ops.sum(ops.softmax(bins, axis=-1) * values, axis=-1) * self._strides
         boxes = distances_to_boxes(distances, self._points)

@@ -180,10 +180,14 @@ def _csv_source(cfg):
     xyxy = to_xyxy(np.nan_to_num(values, nan=np.inf), data.box_format).astype(np.float64)
     xyxy[~np.all(np.isfinite(values), axis=1)] = np.nan
     xyxy = check_boxes(xyxy, sizes, rows, shown, f"{path.name} row")
-    class_values = frame[data.class_column].to_numpy()[keep] if data.class_column else ids
-    labels = class_indices(
-        class_values, data.classes if data.class_column else None, rows, f"{path.name} row"
-    )
+    if data.class_column:
+        class_values = frame[data.class_column].to_numpy()[keep]
+        if data.classes is None:
+            data.classes = sorted({str(v) for v in class_values})
+        labels = class_indices(class_values, data.classes, rows, f"{path.name} row")
+    else:
+        data.classes = data.classes or ["object"]
+        labels = class_indices(ids, None, rows, f"{path.name} row")
     return _group(paths_by_id, sizes_by_id, ids, xyxy, labels)
 
 
@@ -200,7 +204,7 @@ def _coco_source(cfg):
         if key not in content:
             raise DataError(f"{path}: no {key!r} list (not a COCO instances file)")
     categories = {c["id"]: c["name"] for c in content["categories"]}
-    classes = data.classes or [categories[k] for k in sorted(categories)]
+    data.classes = classes = data.classes or [categories[k] for k in sorted(categories)]
     stems, paths_by_id = {}, {}
     for image in content["images"]:
         file_path = cfg.data_dir / data.train_images.format(id=image["file_name"])

@@ -2,12 +2,14 @@
 
 from pipelines.tasks.base import Task, TrainingData
 from pipelines.tasks.classification import ClassificationTask
+from pipelines.tasks.detection import DetectionTask
 from pipelines.tasks.retrieval import RetrievalTask
 from pipelines.tasks.segmentation import SegmentationTask
 from pipelines.tasks.text import TextTask
 
 TASKS = {
-    task.name: task for task in (ClassificationTask, SegmentationTask, RetrievalTask, TextTask)
+    task.name: task
+    for task in (ClassificationTask, SegmentationTask, DetectionTask, RetrievalTask, TextTask)
 }
 
 
