@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, ImageDraw
 from sklearn.datasets import load_digits
 
 
@@ -98,6 +98,45 @@ def carvana(data_dir, n_train=16, n_test=4, size=(40, 56)):
         _car(rng, size)[0].save(data_dir / "test" / image_id, quality=95)
     # Kaggle's sample fills every row with the same placeholder mask.
     pd.DataFrame({"img": test_ids, "rle_mask": "1 1"}).to_csv(
+        data_dir / "sample_submission.csv", index=False
+    )
+    return data_dir
+
+
+def global_wheat(data_dir, n_train=24, n_test=4, size=128, seed=0):
+    """Global Wheat Detection: train.csv one row per box (image_id,width,height,bbox,source),
+    bbox "[x, y, w, h]"; training images without heads have no row; sample_submission
+    image_id,PredictionString ("1.0 0 0 50 50", as Kaggle shipped it)."""
+    from pipelines.data.synthetic import background
+
+    data_dir = Path(data_dir)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for split, count in (("train", n_train), ("test", n_test)):
+        (data_dir / split).mkdir(parents=True, exist_ok=True)
+        for index in range(count):
+            image_id = f"{split[:2]}{index:04d}abc"
+            picture = background(rng, size)
+            draw = ImageDraw.Draw(picture)
+            heads = 0 if split == "train" and index < 2 else int(rng.integers(1, 5))
+            for _ in range(heads):
+                w, h = rng.integers(10, 30, size=2)
+                x, y = rng.integers(0, size - w), rng.integers(0, size - h)
+                draw.ellipse([x, y, x + w, y + h], fill=(200, 180, 60))
+                if split == "train":
+                    rows.append(
+                        {
+                            "image_id": image_id,
+                            "width": size,
+                            "height": size,
+                            "bbox": f"[{x}.0, {y}.0, {w}.0, {h}.0]",
+                            "source": "usask_1",
+                        }
+                    )
+            picture.save(data_dir / split / f"{image_id}.jpg", quality=95)
+    pd.DataFrame(rows).to_csv(data_dir / "train.csv", index=False)
+    ids = [f"te{i:04d}abc" for i in range(n_test)]
+    pd.DataFrame({"image_id": ids, "PredictionString": "1.0 0 0 50 50"}).to_csv(
         data_dir / "sample_submission.csv", index=False
     )
     return data_dir

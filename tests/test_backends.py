@@ -4,7 +4,8 @@ Each model runs in a fresh interpreter with KERAS_BACKEND=jax, which also
 proves that kapps imports no TensorFlow. Language models also generate there,
 with TensorFlow made unimportable: keras-hub's samplers import it when it is
 installed, and need none when it is not (as on a GPU machine). XLA compiles slowly on CPU, so the
-default run covers LeNet-5 and GPT-nano (an image and a text model); `-m slow` runs them all.
+default run covers LeNet-5, GPT-nano and YOLO-n (an image, a text and a detection
+model); `-m slow` runs them all.
 """
 
 import os
@@ -16,7 +17,7 @@ import pytest
 import kapps
 from tests.conftest import REPO
 
-DEFAULT = {"lenet5", "gpt_nano"}
+DEFAULT = {"lenet5", "gpt_nano", "yolo_n"}
 
 SCRIPT = """
 import sys
@@ -48,6 +49,13 @@ elif entry.task == "retrieval":  # dual encoders: image-text pairs in, a 2×2 si
     }
     targets, expected = np.array([0, 1]), (2, 2)
     assert model.encode_texts(images["token_ids"]).shape == (2, entry.test_kwargs["embed_dim"])
+elif entry.task == "detection":  # raw head outputs per anchor point; predict gives boxes
+    images = rng.uniform(0, 255, (2, *model.input_shape[1:])).astype("float32")
+    classes = entry.test_kwargs["num_classes"]
+    targets = {"boxes": np.array([[[4, 4, 30, 40]]] * 2, "float32"), "labels": np.array([[0], [1]])}
+    expected = (2, model.output_shape[1], 4 * model.reg_max + classes)
+    found = model.predict(images, verbose=0)
+    assert found["boxes"].shape == (2, model.max_detections, 4), found["boxes"].shape
 else:
     images = rng.uniform(0, 255, (2, *model.input_shape[1:])).astype("float32")
     classes = entry.test_kwargs["num_classes"]

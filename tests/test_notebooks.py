@@ -29,7 +29,7 @@ def _parameters_index(notebook):
 def test_there_is_a_template_and_a_notebook_per_finished_family():
     names = [p.stem for p in NOTEBOOKS]
     assert names[0] == "00_exam_template"
-    for family in ("classification", "segmentation", "retrieval", "generation"):
+    for family in ("classification", "segmentation", "detection", "retrieval", "generation"):
         assert any(name.endswith(family) for name in names), family
 
 

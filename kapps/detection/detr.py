@@ -1,0 +1,471 @@
+"""DETR: end-to-end detection with transformers (Carion et al., 2020).
+
+"End-to-End Object Detection with Transformers", ECCV 2020. A CNN backbone's
+stride-32 map, projected to `hidden_dim` by a 1×1 convolution, flattened and
+given fixed 2-D sine position encodings, goes through a transformer encoder;
+a decoder turns `num_queries` learnt object queries into as many predictions,
+each a class (with a "no object" class) and a box (centre x, y, width,
+height relative to the image, from a 3-layer MLP with a sigmoid). Layers are
+post-norm with the position encodings added to queries and keys at every
+layer, as the paper's section A.3 describes.
+
+Training matches predictions to ground truth one-to-one with the Hungarian
+algorithm (scipy's `linear_sum_assignment`) on the cost
+1 × (−class probability) + 5 × L1 + 2 × (−generalised IoU), then minimises
+cross-entropy (the "no object" class weighted 0.1) + 5 × L1 + 2 × GIoU loss on
+the matched pairs, after each decoder layer (auxiliary losses). The matching
+runs on the host between the forward and backward passes, so a DETR always
+runs eagerly (its `run_eagerly` is fixed to True).
+"""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+from scipy.optimize import linear_sum_assignment
+
+from kapps.detection.boxes import EPSILON, non_max_suppression
+from kapps.registry import create_model, register_model
+
+VARIANTS = {  # backbone, hidden size, encoder and decoder layers, heads, FFN width, queries
+    "detr_resnet50": ("resnet50", 256, 6, 6, 8, 2048, 100),
+    "detr_tiny": ("resnet18", 128, 2, 2, 4, 512, 20),
+}
+COST = {"class": 1.0, "l1": 5.0, "giou": 2.0}
+NO_OBJECT_WEIGHT = 0.1
+
+
+def sine_position_encoding(height, width, dim, temperature=10000.0):
+    """DETR's fixed 2-D sine encodings (H·W, dim): half for y, half for x, normalised to 2π."""
+    half = dim // 2
+    scale = 2 * math.pi
+    ys = (np.arange(1, height + 1, dtype="float32") / (height + 1e-6) * scale)[:, None]
+    xs = (np.arange(1, width + 1, dtype="float32") / (width + 1e-6) * scale)[:, None]
+    freqs = temperature ** (2 * (np.arange(half) // 2) / half)
+
+    def encode(positions):
+        angles = positions / freqs
+        out = np.empty_like(angles)
+        out[:, 0::2], out[:, 1::2] = np.sin(angles[:, 0::2]), np.cos(angles[:, 1::2])
+        return out
+
+    pos_y, pos_x = encode(ys), encode(xs)
+    grid = np.concatenate(
+        [np.repeat(pos_y[:, None], width, 1), np.repeat(pos_x[None], height, 0)], axis=-1
+    )
+    return grid.reshape(height * width, 2 * half).astype("float32")
+
+
+@keras.saving.register_keras_serializable(package="kapps")
+class DetrEncoderLayer(keras.layers.Layer):
+    """Post-norm self-attention + FFN; positions added to queries and keys."""
+
+    def __init__(self, heads, ffn_dim, dropout=0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.heads, self.ffn_dim, self.dropout = heads, ffn_dim, dropout
+
+    def build(self, input_shape):
+        dim = input_shape[-1]
+        self.attention = keras.layers.MultiHeadAttention(
+            self.heads, dim // self.heads, dropout=self.dropout, name="self_attention"
+        )
+        self.attention.build(input_shape, input_shape, input_shape)
+        self.ffn_in = keras.layers.Dense(self.ffn_dim, activation="relu", name="ffn_in")
+        self.ffn_in.build(input_shape)
+        self.ffn_out = keras.layers.Dense(dim, name="ffn_out")
+        self.ffn_out.build((*input_shape[:-1], self.ffn_dim))
+        self.norm1 = keras.layers.LayerNormalization(epsilon=1e-5, name="norm1")
+        self.norm2 = keras.layers.LayerNormalization(epsilon=1e-5, name="norm2")
+        self.norm1.build(input_shape)
+        self.norm2.build(input_shape)
+        self.drop = keras.layers.Dropout(self.dropout)
+
+    def call(self, x, position, training=None):
+        keyed = x + position
+        attended = self.attention(keyed, x, keyed, training=training)
+        x = self.norm1(x + self.drop(attended, training=training))
+        hidden = self.ffn_out(self.drop(self.ffn_in(x), training=training))
+        return self.norm2(x + self.drop(hidden, training=training))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "heads": self.heads,
+            "ffn_dim": self.ffn_dim,
+            "dropout": self.dropout,
+        }
+
+
+@keras.saving.register_keras_serializable(package="kapps")
+class DetrDecoderLayer(DetrEncoderLayer):
+    """Self-attention among the queries, cross-attention to the encoded image, FFN.
+
+    The first layer (`first=True`) starts from an all-zero target, as DETR does.
+    """
+
+    def __init__(self, heads, ffn_dim, dropout=0.1, first=False, **kwargs):
+        super().__init__(heads, ffn_dim, dropout, **kwargs)
+        self.first = first
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.cross = keras.layers.MultiHeadAttention(
+            self.heads, input_shape[-1] // self.heads, dropout=self.dropout, name="cross_attention"
+        )
+        self.cross.build(input_shape, input_shape, input_shape)
+        self.norm3 = keras.layers.LayerNormalization(epsilon=1e-5, name="norm3")
+        self.norm3.build(input_shape)
+
+    def call(self, target, memory, query_position, memory_position, training=None):
+        if self.first:
+            target = ops.zeros_like(query_position)
+        keyed = target + query_position
+        attended = self.attention(keyed, target, keyed, training=training)
+        target = self.norm1(target + self.drop(attended, training=training))
+        attended = self.cross(
+            target + query_position, memory, memory + memory_position, training=training
+        )
+        target = self.norm2(target + self.drop(attended, training=training))
+        hidden = self.ffn_out(self.drop(self.ffn_in(target), training=training))
+        return self.norm3(target + self.drop(hidden, training=training))
+
+    def get_config(self):
+        return {**super().get_config(), "first": self.first}
+
+
+@keras.saving.register_keras_serializable(package="kapps")
+class Constant(keras.layers.Layer):
+    """A fixed or learnt (rows, dim) table broadcast over the batch of `reference`."""
+
+    def __init__(self, rows, dim, values=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rows, self.dim = rows, dim
+        self.fixed = values is not None
+        self.table = self.add_weight(
+            shape=(rows, dim),
+            initializer=keras.initializers.Constant(values) if self.fixed else "random_normal",
+            trainable=not self.fixed,
+            name="table",
+        )
+
+    def call(self, reference):
+        batch = ops.shape(reference)[0]
+        return ops.broadcast_to(
+            ops.cast(self.table, reference.dtype)[None], (batch, self.rows, self.dim)
+        )
+
+    def get_config(self):
+        config = {**super().get_config(), "rows": self.rows, "dim": self.dim}
+        if self.fixed:
+            config["values"] = ops.convert_to_numpy(self.table).tolist()
+        return config
+
+
+def _cxcywh_to_xyxy(boxes):
+    centre, size = boxes[..., :2], boxes[..., 2:]
+    return ops.concatenate([centre - size / 2, centre + size / 2], axis=-1)
+
+
+def generalized_iou(boxes1, boxes2):
+    """GIoU of every box of (…, M, 4) with every box of (…, N, 4), xyxy → (…, M, N)."""
+    a, b = boxes1[..., :, None, :], boxes2[..., None, :, :]
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    inner = ops.maximum(
+        ops.minimum(a[..., 2:], b[..., 2:]) - ops.maximum(a[..., :2], b[..., :2]), 0
+    )
+    intersection = inner[..., 0] * inner[..., 1]
+    union = area_a + area_b - intersection
+    iou = intersection / (union + EPSILON)
+    outer = ops.maximum(a[..., 2:], b[..., 2:]) - ops.minimum(a[..., :2], b[..., :2])
+    hull = outer[..., 0] * outer[..., 1]
+    return iou - (hull - union) / (hull + EPSILON)
+
+
+def hungarian_match(cost, valid):
+    """Per image, `(query index, truth index)` pairs minimising the summed cost.
+
+    Args:
+        cost: (B, Q, N) numpy costs.
+        valid: (B, N) which truths are real (not padding).
+    """
+    pairs = []
+    for image_cost, image_valid in zip(cost, valid, strict=True):
+        columns = np.flatnonzero(image_valid)
+        rows, picked = linear_sum_assignment(image_cost[:, columns])
+        pairs.append((rows, columns[picked]))
+    return pairs
+
+
+@keras.saving.register_keras_serializable(package="kapps")
+class DETR(keras.Model):
+    """DETR; `fit` on `(images, {"boxes", "labels"})` (eagerly), `predict` gives boxes.
+
+    Args:
+        input_shape: raw 0–255 images, sides divisible by 32.
+        num_classes: object classes; one more "no object" class is added.
+        backbone: a registered classification model name, built headless.
+        hidden_dim, encoder_layers, decoder_layers, heads, ffn_dim, num_queries,
+        dropout: the transformer's sizes.
+        score_threshold, iou_threshold, max_detections: what `predict` keeps
+            (DETR needs no suppression; a loose IoU threshold of 0.9 only
+            removes exact duplicates).
+    """
+
+    def __init__(
+        self,
+        input_shape,
+        num_classes,
+        backbone="resnet50",
+        hidden_dim=256,
+        encoder_layers=6,
+        decoder_layers=6,
+        heads=8,
+        ffn_dim=2048,
+        num_queries=100,
+        dropout=0.1,
+        score_threshold=0.3,
+        iou_threshold=0.9,
+        max_detections=100,
+        **kwargs,
+    ):
+        input_shape = tuple(input_shape)
+        if input_shape[0] % 32 or input_shape[1] % 32:
+            raise ValueError(f"input sides must be multiples of 32, got {input_shape[:2]}")
+        body = create_model(backbone, input_shape=input_shape, include_top=False, name="backbone")
+        images = keras.Input(input_shape, name="image")
+        features = body(images)
+        height, width = features.shape[1:3]
+        x = keras.layers.Conv2D(hidden_dim, 1, name="input_projection")(features)
+        memory = keras.layers.Reshape((height * width, hidden_dim), name="flatten")(x)
+        position = Constant(
+            height * width,
+            hidden_dim,
+            sine_position_encoding(height, width, hidden_dim),
+            name="position_encoding",
+        )(memory)
+        for i in range(encoder_layers):
+            memory = DetrEncoderLayer(heads, ffn_dim, dropout, name=f"encoder_{i}")(
+                memory, position
+            )
+        queries = Constant(num_queries, hidden_dim, name="object_queries")(memory)
+        target = queries
+        norm = keras.layers.LayerNormalization(epsilon=1e-5, name="decoder_norm")
+        class_head = keras.layers.Dense(num_classes + 1, name="class_head")
+        box_mlp = [
+            keras.layers.Dense(hidden_dim, activation="relu", name="box_mlp1"),
+            keras.layers.Dense(hidden_dim, activation="relu", name="box_mlp2"),
+            keras.layers.Dense(4, activation="sigmoid", name="box_mlp3"),
+        ]
+        per_layer = []
+        for i in range(decoder_layers):
+            target = DetrDecoderLayer(heads, ffn_dim, dropout, first=i == 0, name=f"decoder_{i}")(
+                target, memory, queries, position
+            )
+            decoded = norm(target)
+            boxes = decoded
+            for layer in box_mlp:
+                boxes = layer(boxes)
+            per_layer.append(
+                keras.layers.Concatenate(name=f"outputs_{i}")([class_head(decoded), boxes])
+            )
+        stacked = keras.layers.Concatenate(axis=1, dtype="float32", name="predictions")(per_layer)
+        super().__init__(inputs=images, outputs=stacked, **kwargs)
+        self.image_shape = input_shape
+        self.num_classes = num_classes
+        self.backbone = backbone
+        self.hidden_dim = hidden_dim
+        self.encoder_layers = encoder_layers
+        self.decoder_layers = decoder_layers
+        self.heads = heads
+        self.ffn_dim = ffn_dim
+        self.num_queries = num_queries
+        self.dropout = dropout
+        self.score_threshold = score_threshold
+        self.iou_threshold = iou_threshold
+        self.max_detections = max_detections
+
+    # Hungarian matching runs in scipy on the host: train (and predict) eagerly.
+    @property
+    def run_eagerly(self):
+        return True
+
+    @run_eagerly.setter
+    def run_eagerly(self, value):
+        pass
+
+    @property
+    def jit_compile(self):
+        return False
+
+    @jit_compile.setter
+    def jit_compile(self, value):
+        pass
+
+    def _layers_of(self, outputs):
+        """(B, L·Q, C + 5) → per decoder layer `(class logits (B, Q, C+1), boxes (B, Q, 4))`."""
+        outputs = ops.reshape(
+            outputs, (-1, self.decoder_layers, self.num_queries, self.num_classes + 5)
+        )
+        return [(outputs[:, i, :, :-4], outputs[:, i, :, -4:]) for i in range(self.decoder_layers)]
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        height, width = self.image_shape[:2]
+        scale = ops.convert_to_tensor([width, height, width, height], "float32")
+        gt_boxes = ops.cast(y["boxes"], "float32") / scale  # relative xyxy
+        gt_labels = ops.cast(y["labels"], "int32")
+        valid = ops.convert_to_numpy(
+            ops.logical_and(gt_labels >= 0, gt_boxes[..., 2] > gt_boxes[..., 0])
+        )
+        count = max(float(valid.sum()), 1.0)
+        class_weights = np.ones(self.num_classes + 1, "float32")
+        class_weights[-1] = NO_OBJECT_WEIGHT
+        total = 0.0
+        for logits, boxes in self._layers_of(ops.cast(y_pred, "float32")):
+            boxes = _cxcywh_to_xyxy(boxes)
+            probs = ops.softmax(logits, axis=-1)
+            truth_classes = ops.broadcast_to(
+                ops.maximum(gt_labels, 0)[:, None, :],
+                (ops.shape(probs)[0], self.num_queries, gt_labels.shape[1]),
+            )
+            cost = (
+                -COST["class"] * ops.take_along_axis(probs, truth_classes, axis=-1)
+                + COST["l1"] * ops.sum(ops.abs(boxes[:, :, None] - gt_boxes[:, None]), axis=-1)
+                - COST["giou"] * generalized_iou(boxes, gt_boxes)
+            )
+            pairs = hungarian_match(ops.convert_to_numpy(cost), valid)
+            batch_index = np.concatenate([np.full(len(r), b) for b, (r, _) in enumerate(pairs)])
+            query_index = np.concatenate([r for r, _ in pairs]).astype("int32")
+            truth_index = np.concatenate([c for _, c in pairs]).astype("int32")
+            targets = np.full((len(pairs), self.num_queries), self.num_classes, "int32")
+            labels_np = ops.convert_to_numpy(gt_labels)
+            targets[batch_index, query_index] = labels_np[batch_index, truth_index]
+            per_query = keras.losses.sparse_categorical_crossentropy(
+                targets, logits, from_logits=True
+            )
+            weights = class_weights[targets]
+            class_loss = ops.sum(per_query * weights) / float(weights.sum())
+            flat = (batch_index * self.num_queries + query_index).astype("int32")
+            matched = ops.take(ops.reshape(boxes, (-1, 4)), flat, axis=0)
+            truth_flat = (batch_index * gt_boxes.shape[1] + truth_index).astype("int32")
+            truth = ops.take(ops.reshape(gt_boxes, (-1, 4)), truth_flat, axis=0)
+            l1 = ops.sum(ops.abs(matched - truth)) / count
+            giou = ops.sum(1 - ops.diagonal(generalized_iou(matched, truth))) / count
+            total = total + class_loss + COST["l1"] * l1 + COST["giou"] * giou
+        for extra in self.losses:
+            total = total + ops.cast(ops.sum(extra), "float32")
+        return total
+
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        logits, boxes = self._layers_of(ops.cast(self(x, training=False), "float32"))[-1]
+        probs = ops.softmax(logits, axis=-1)[..., :-1]  # without "no object"
+        height, width = self.image_shape[:2]
+        scale = ops.convert_to_tensor([width, height, width, height], "float32")
+        boxes = ops.clip(_cxcywh_to_xyxy(boxes), 0.0, 1.0) * scale
+        return non_max_suppression(
+            boxes,
+            ops.max(probs, axis=-1),
+            ops.cast(ops.argmax(probs, axis=-1), "int32"),
+            iou_threshold=self.iou_threshold,
+            score_threshold=self.score_threshold,
+            max_detections=self.max_detections,
+        )
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "input_shape": self.image_shape,
+            "num_classes": self.num_classes,
+            "backbone": self.backbone,
+            "hidden_dim": self.hidden_dim,
+            "encoder_layers": self.encoder_layers,
+            "decoder_layers": self.decoder_layers,
+            "heads": self.heads,
+            "ffn_dim": self.ffn_dim,
+            "num_queries": self.num_queries,
+            "dropout": self.dropout,
+            "score_threshold": self.score_threshold,
+            "iou_threshold": self.iou_threshold,
+            "max_detections": self.max_detections,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+@register_model(
+    "detection",
+    variants={name: {"variant": name} for name in VARIANTS},
+    test_kwargs={
+        "input_shape": (64, 64, 3),
+        "num_classes": 3,
+        "backbone": "lenet5",
+        "hidden_dim": 16,
+        "encoder_layers": 1,
+        "decoder_layers": 2,
+        "heads": 2,
+        "ffn_dim": 32,
+        "num_queries": 5,
+    },
+    min_input_size=64,
+)
+def detr(
+    input_shape=(800, 800, 3),
+    num_classes=91,
+    *,
+    variant="detr_resnet50",
+    backbone=None,
+    hidden_dim=None,
+    encoder_layers=None,
+    decoder_layers=None,
+    heads=None,
+    ffn_dim=None,
+    num_queries=None,
+    dropout=0.1,
+    score_threshold=0.3,
+    iou_threshold=0.9,
+    max_detections=100,
+    name=None,
+):
+    """Build DETR; any size argument overrides the variant's.
+
+    Args:
+        input_shape: (height, width, channels), sides divisible by 32.
+        num_classes: object classes (the paper's COCO head: 91 ids).
+        variant: `detr_resnet50` (the paper's) or `detr_tiny` (CPU-sized).
+        backbone: a classification model name; None: the variant's.
+        hidden_dim, encoder_layers, decoder_layers, heads, ffn_dim, num_queries:
+            None: the variant's.
+        dropout: transformer dropout.
+        score_threshold, iou_threshold, max_detections: what `predict` keeps.
+        name: model name; None: the variant.
+
+    Example:
+    >>> model = detr((64, 64, 3), 3, backbone="lenet5", hidden_dim=16, encoder_layers=1,
+    ...              decoder_layers=1, heads=2, ffn_dim=32, num_queries=5)
+    >>> model.output_shape  # queries × (classes + "no object" + box) per decoder layer
+    (None, 5, 8)
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown DETR variant {variant!r}; one of {sorted(VARIANTS)}")
+    body, dim, encoders, decoders, n_heads, ffn, queries = VARIANTS[variant]
+    return DETR(
+        input_shape,
+        num_classes,
+        backbone=backbone or body,
+        hidden_dim=hidden_dim or dim,
+        encoder_layers=encoder_layers or encoders,
+        decoder_layers=decoder_layers or decoders,
+        heads=heads or n_heads,
+        ffn_dim=ffn_dim or ffn,
+        num_queries=num_queries or queries,
+        dropout=dropout,
+        score_threshold=score_threshold,
+        iou_threshold=iou_threshold,
+        max_detections=max_detections,
+        name=name or variant,
+    )
