@@ -264,6 +264,8 @@ class Config(Section):
             raise ValueError("cv.folds: text competitions validate on the end of the corpus only")
         if self.cv.folds > 1 and task == "retrieval":
             raise ValueError("cv.folds: retrieval competitions take one image-wise split")
+        if self.cv.folds > 1 and task == "detection":
+            raise ValueError("cv.folds: detection runs are not cross-validated yet (no box fusion)")
         if self.cv.strategy == "group" and self.cv.folds > 1 and not self.cv.group_column:
             raise ValueError("cv.strategy group needs cv.group_column (the train CSV column)")
         if self.cv.fold is not None and self.cv.fold >= self.cv.folds:

@@ -21,6 +21,7 @@ SEED = 11
 TRAIN, TEST, SIZE = 1600, 200, 128
 SHAPE_COUNT, RADIUS = (1, 5), (0.06, 0.3)
 MIN_SIDE = 4  # visible parts thinner than this are not labelled
+MIN_VISIBLE = 0.6  # every shape keeps 60 % of its area in sight: "some overlapping"
 FILES = ("train.csv", "sample_submission.csv", "solution.csv")
 
 
@@ -43,7 +44,7 @@ def generate(data_dir, train=TRAIN, test=TEST, size=SIZE, seed=SEED):
     train_rows, solution = [], []
     for index in range(train + test):
         image_id = f"{index:05d}"
-        drawn = scene(rng, size, shapes=SHAPE_COUNT, radius=RADIUS)
+        drawn = scene(rng, size, shapes=SHAPE_COUNT, radius=RADIUS, min_visible=MIN_VISIBLE)
         split = "train" if index < train else "test"
         Image.fromarray(drawn.image).save(data_dir / split / f"{image_id}.jpg", quality=95)
         boxes, classes = _boxes(drawn)

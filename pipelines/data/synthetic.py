@@ -82,12 +82,24 @@ def colour(rng):
     return tuple(int(c) for c in np.round(255 * value * (0.25 + 0.75 * rgb)))
 
 
-def scene(rng, size=64, shapes=(1, 3), radius=(0.15, 0.35)):
-    """One scene: `shapes` = (min, max) shape count, `radius` as a fraction of `size`."""
+def scene(rng, size=64, shapes=(1, 3), radius=(0.15, 0.35), min_visible=0.0):
+    """One scene: `shapes` = (min, max) shape count, `radius` as a fraction of `size`.
+
+    `min_visible`: redraw the scene until every shape keeps at least this
+    fraction of its own area visible (a shape hidden almost entirely by later
+    ones has no recognisable outline, so its box would be a guess).
+    """
+    while True:
+        drawn, visible_fraction = _draw(rng, size, shapes, radius)
+        if min(visible_fraction, default=1.0) >= min_visible:
+            return drawn
+
+
+def _draw(rng, size, shapes, radius):
     image = background(rng, size)
     mask = Image.new("L", (size, size), 0)
     paint, label = ImageDraw.Draw(image), ImageDraw.Draw(mask)
-    classes = []
+    classes, areas = [], []
     for _ in range(int(rng.integers(shapes[0], shapes[1] + 1))):
         kind = int(rng.integers(len(SHAPES)))
         r = rng.uniform(*radius) * size
@@ -95,17 +107,22 @@ def scene(rng, size=64, shapes=(1, 3), radius=(0.15, 0.35)):
         points = outline(SHAPES[kind], rng, centre, r)
         paint.polygon(points, fill=colour(rng))
         label.polygon(points, fill=len(classes) + 1)  # instance id first, classes below
+        alone = Image.new("1", (size, size), 0)
+        ImageDraw.Draw(alone).polygon(points, fill=1)
+        areas.append(max(int(np.asarray(alone).sum()), 1))
         classes.append(kind + 1)
     instances = np.asarray(mask)
     class_mask = np.zeros_like(instances)
-    boxes, visible = [], []
+    boxes, visible, fractions = [], [], []
     for index, class_id in enumerate(classes, start=1):
         ys, xs = np.nonzero(instances == index)
+        fractions.append(len(xs) / areas[index - 1])
         if len(xs) == 0:
             continue  # fully hidden by later shapes
         class_mask[instances == index] = class_id
         boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
         visible.append(class_id)
-    return Scene(
+    drawn = Scene(
         np.asarray(image), class_mask, visible, np.asarray(boxes, np.float32).reshape(-1, 4)
     )
+    return drawn, fractions
