@@ -18,7 +18,13 @@ from tests.conftest import REPO, assert_one_line_error, prepare_module
 
 TINY_MODEL = ["model.args={width_multiple: 0.0625}", "data.image_size=[64, 64]"]
 WHEAT = REPO / "competitions" / "global-wheat"
-QUICK = ["train.epochs=1", "train.patience=0", "train.warmup_epochs=0", "train.batch_size=8"]
+QUICK = [
+    "train.epochs=1",
+    "train.patience=0",
+    "train.warmup_epochs=0",
+    "train.batch_size=8",
+    "train.jit_compile=false",  # XLA compiles a YOLO for over a minute on 2 cores
+]
 
 
 # Scores ----------------------------------------------------------------------
@@ -272,14 +278,24 @@ def test_bad_box_is_one_line_from_the_cli(shapes_det, cli, workdir):
 def test_global_wheat_replica_runs(competition, cli, workdir):
     comp = competition("global-wheat")
     replicas.global_wheat(comp / "data")
-    result = cli("run", comp, *QUICK, *TINY_MODEL, "data.cache=memory", "model.name=yolo_n")
+    # YOLO v1 here (Fast YOLO, narrow): the layout is under test, and it builds in seconds.
+    result = cli(
+        "run",
+        comp,
+        *QUICK,
+        "data.image_size=[64, 64]",
+        "data.cache=memory",
+        "model.name=yolov1_tiny",
+        "model.args={width: 0.125, dense_units: 0}",
+        "submission.score_threshold=0.01",
+    )
     assert result.exit_code == 0, result.output
     run_dir = next((workdir / "runs" / "global-wheat").iterdir())
     submission = pd.read_csv(run_dir / "submission.csv", dtype=str, keep_default_na=False)
     assert submission["image_id"].tolist() == [f"te{i:04d}abc" for i in range(4)]
     for text in submission["PredictionString"]:
         boxes, _, scores = parse_box_string(text, "conf_xywh")
-        assert (scores >= 0.4).all()
+        assert (scores >= 0.01).all()
         assert (boxes >= 0).all() and (boxes <= 128).all()  # the original image's pixels
 
 

@@ -177,7 +177,7 @@ def _csv_source(cfg):
     ids, rows, values = ids[keep], rows[keep], values[keep]
     shown = [s for s, k in zip(shown, keep, strict=True) if k]
     sizes = np.asarray([sizes_by_id[i] for i in ids], np.int64).reshape(-1, 2)
-    xyxy = to_xyxy(np.nan_to_num(values, nan=np.inf), data.box_format).astype(np.float64)
+    xyxy = to_xyxy(np.where(np.isfinite(values), values, 0.0), data.box_format).astype(np.float64)
     xyxy[~np.all(np.isfinite(values), axis=1)] = np.nan
     xyxy = check_boxes(xyxy, sizes, rows, shown, f"{path.name} row")
     if data.class_column:
@@ -227,7 +227,7 @@ def _coco_source(cfg):
             values[i] = pd.to_numeric(pd.Series(box), errors="coerce").to_numpy()
     shown = [str(a.get("bbox")) for a in annotations]
     sizes = np.asarray([sizes_by_id[i] for i in ids], np.int64).reshape(-1, 2)
-    xyxy = to_xyxy(np.nan_to_num(values, nan=np.inf), "xywh").astype(np.float64)
+    xyxy = to_xyxy(np.where(np.isfinite(values), values, 0.0), "xywh").astype(np.float64)
     xyxy[~np.all(np.isfinite(values), axis=1)] = np.nan
     xyxy = check_boxes(xyxy, sizes, rows, shown, where)
     names = [categories.get(a.get("category_id"), a.get("category_id")) for a in annotations]
@@ -346,7 +346,7 @@ def _mosaic(parts, image_size, seed):
     offset = tf.random.stateless_uniform([2], seed, 0, 1)
     y0 = tf.cast(offset[0] * height, tf.int32)
     x0 = tf.cast(offset[1] * width, tf.int32)
-    image = canvas[y0 : y0 + height, x0 : x0 + width]
+    image = tf.ensure_shape(canvas[y0 : y0 + height, x0 : x0 + width], parts[0][0].shape)
     shifts = [(0, 0), (width, 0), (0, height), (width, height)]
     window = tf.cast(tf.stack([x0, y0, x0, y0]), tf.float32)
     boxes, labels = [], []
@@ -424,7 +424,7 @@ def batched_detections(image_set, *, batch_size, shuffle=False, augment=None, mo
                     {"images": images, "bounding_boxes": {"boxes": found, "labels": classes}},
                     training=True,
                 )
-                images = out["images"]
+                images = tf.ensure_shape(out["images"], images.shape)  # zoom needs it static
                 found, classes = out["bounding_boxes"]["boxes"], out["bounding_boxes"]["labels"]
         return _clean(images, found, classes)
 
