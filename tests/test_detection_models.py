@@ -130,6 +130,7 @@ def test_task_aligned_assignment_picks_anchors_inside_the_box():
     assert target_scores.max() <= 1.0 + 1e-6
 
 
+@pytest.mark.slow  # default-run budget: shapes-det end to end trains and predicts
 def test_detector_learns_a_tiny_set_and_predicts_its_boxes(tmp_path):
     import keras
 
@@ -192,7 +193,7 @@ def _squares(count=8, seed=0):
     return images, {"boxes": boxes, "labels": labels}
 
 
-@pytest.mark.parametrize("name", ["yolov1_tiny", "detr_tiny"])
+@pytest.mark.parametrize("name", ["yolov1_tiny", pytest.param("detr_tiny", marks=pytest.mark.slow)])
 def test_teaching_detectors_learn_a_tiny_set(name):
     import keras
 

@@ -30,6 +30,8 @@ HEAVY = [
     "vit_tiny32",  # vit_tiny16
     "segmenter_tiny16",  # segmenter_tiny8
     "unet_efficientnet_b0",  # unet_mobilenet
+    "yolo_[sm]",  # yolo_n
+    "detr_resnet50",  # detr_tiny
 ]
 
 
@@ -72,8 +74,8 @@ def test_every_model_builds_predicts_and_trains(name):
     if entry.task == "detection":  # final boxes, padded: check and train on a box each
         assert outputs["boxes"].shape == (4, model.max_detections, 4)
         assert outputs["labels"].shape == outputs["scores"].shape == (4, model.max_detections)
-        outputs = model(images, training=False).numpy()
-        assert outputs.shape[0] == 4 and outputs.shape[2] == 4 * model.reg_max + classes
+        outputs = model(images, training=False).numpy()  # raw: per anchor, cell or query
+        assert outputs.shape == (4, *model.output_shape[1:])
     # Classifiers give one logit vector per image, segmenters one per pixel,
     # language models one per token, dual encoders one per image–text pair.
     per_pixel = entry.task == "segmentation"
@@ -126,7 +128,8 @@ def test_list_models_filters_by_task():
     assert "lenet5" in kapps.list_models(task="classification")
     assert "unet" in kapps.list_models(task="segmentation")
     assert "unet" not in kapps.list_models(task="classification")
-    assert kapps.list_models(task="detection") == []
+    assert "yolo_n" in kapps.list_models(task="detection")
+    assert "yolo_n" not in kapps.list_models(task="segmentation")
 
 
 def test_unknown_model_names_the_closest():

@@ -167,6 +167,7 @@ def test_subword_caption_tokens_keep_zero_for_padding(tmp_path):
         assert tokenizer.decode(ids[:-1] - 1) == text
 
 
+@pytest.mark.slow  # default-run budget: test_cv blends classification runs
 def test_ensemble_ranks_by_the_mean_of_the_runs_similarities(shapes, cli, workdir):
     quick = [*TINY, "train.epochs=1"]  # blending is checked, not quality
     runs = []

@@ -166,6 +166,7 @@ def test_tiny_study_writes_a_best_trial_that_retrains(competition, cli, workdir)
     assert json.loads(shown.stdout)["number"] == best.number
 
 
+@pytest.mark.slow  # default-run budget: the journal test runs two workers
 def test_failing_trials_are_recorded_and_the_study_goes_on(competition, workdir):
     _, cfg = _digits(
         competition,
@@ -247,6 +248,7 @@ def test_two_workers_share_a_journal_study(competition, cli, workdir, capfd):
     assert (workdir / "runs" / "digits" / "tune" / "best.yaml").is_file()
 
 
+@pytest.mark.slow  # default-run budget: the journal test runs two workers
 def test_killed_worker_trial_is_failed_and_retried_by_the_survivor(competition, workdir):
     comp, _ = _digits(competition, workdir)
     storage = f"journal:{workdir / 'study.log'}"

@@ -357,9 +357,16 @@ class DETR(keras.Model):
             total = total + ops.cast(ops.sum(extra), "float32")
         return total
 
-    def predict_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        logits, boxes = self._layers_of(ops.cast(self(x, training=False), "float32"))[-1]
+    def predict_step(self, *args):
+        # Keras' own step gives the raw outputs (with the model state on JAX); decode them.
+        outputs = super().predict_step(*args)
+        if isinstance(outputs, tuple):
+            return self.detect(outputs[0]), outputs[1]
+        return self.detect(outputs)
+
+    def detect(self, raw):
+        """The last decoder layer's predictions → final detections."""
+        logits, boxes = self._layers_of(ops.cast(raw, "float32"))[-1]
         probs = ops.softmax(logits, axis=-1)[..., :-1]  # without "no object"
         height, width = self.image_shape[:2]
         scale = ops.convert_to_tensor([width, height, width, height], "float32")

@@ -298,9 +298,15 @@ class YOLO(keras.Model):
             loss = loss + ops.cast(ops.sum(extra), loss.dtype)
         return loss
 
-    def predict_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        raw = self(x, training=False)
+    def predict_step(self, *args):
+        # Keras' own step gives the raw outputs (with the model state on JAX); decode them.
+        outputs = super().predict_step(*args)
+        if isinstance(outputs, tuple):
+            return self.detect(outputs[0]), outputs[1]
+        return self.detect(outputs)
+
+    def detect(self, raw):
+        """Raw head outputs → final detections (decoding, then class-wise NMS)."""
         boxes, logits, _ = self.decode(ops.cast(raw, "float32"))
         probabilities = ops.sigmoid(logits)
         height, width = self.image_shape[:2]

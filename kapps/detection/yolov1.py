@@ -178,9 +178,16 @@ class YOLOv1(keras.Model):
             loss = loss + ops.cast(ops.sum(extra), loss.dtype)
         return loss
 
-    def predict_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        boxes, confidence, classes, _ = self.decode(ops.cast(self(x, training=False), "float32"))
+    def predict_step(self, *args):
+        # Keras' own step gives the raw outputs (with the model state on JAX); decode them.
+        outputs = super().predict_step(*args)
+        if isinstance(outputs, tuple):
+            return self.detect(outputs[0]), outputs[1]
+        return self.detect(outputs)
+
+    def detect(self, raw):
+        """Raw grid outputs → final detections (class scores, then class-wise NMS)."""
+        boxes, confidence, classes, _ = self.decode(ops.cast(raw, "float32"))
         scores = confidence[..., None] * classes[:, :, None, :]  # (B, S·S, b, C)
         count = self.grid**2 * self.boxes_per_cell
         scores = ops.reshape(scores, (-1, count, self.num_classes))
