@@ -25,7 +25,8 @@ import numpy as np
 from keras import ops
 from scipy.optimize import linear_sum_assignment
 
-from kapps.detection.boxes import EPSILON, non_max_suppression
+from kapps.detection.base import Detector
+from kapps.detection.boxes import EPSILON
 from kapps.registry import create_model, register_model
 
 VARIANTS = {  # backbone, hidden size, encoder and decoder layers, heads, FFN width, queries
@@ -199,7 +200,7 @@ def hungarian_match(cost, valid):
 
 
 @keras.saving.register_keras_serializable(package="kapps")
-class DETR(keras.Model):
+class DETR(Detector):
     """DETR; `fit` on `(images, {"boxes", "labels"})` (eagerly), `predict` gives boxes.
 
     Args:
@@ -357,28 +358,12 @@ class DETR(keras.Model):
             total = total + ops.cast(ops.sum(extra), "float32")
         return total
 
-    def predict_step(self, *args):
-        # Keras' own step gives the raw outputs (with the model state on JAX); decode them.
-        outputs = super().predict_step(*args)
-        if isinstance(outputs, tuple):
-            return self.detect(outputs[0]), outputs[1]
-        return self.detect(outputs)
-
-    def detect(self, raw):
-        """The last decoder layer's predictions → final detections."""
-        logits, boxes = self._layers_of(ops.cast(raw, "float32"))[-1]
-        probs = ops.softmax(logits, axis=-1)[..., :-1]  # without "no object"
+    def boxes_and_scores(self, raw):
+        """The last decoder layer's boxes and class probabilities (without "no object")."""
+        logits, boxes = self._layers_of(raw)[-1]
         height, width = self.image_shape[:2]
         scale = ops.convert_to_tensor([width, height, width, height], "float32")
-        boxes = ops.clip(_cxcywh_to_xyxy(boxes), 0.0, 1.0) * scale
-        return non_max_suppression(
-            boxes,
-            ops.max(probs, axis=-1),
-            ops.cast(ops.argmax(probs, axis=-1), "int32"),
-            iou_threshold=self.iou_threshold,
-            score_threshold=self.score_threshold,
-            max_detections=self.max_detections,
-        )
+        return _cxcywh_to_xyxy(boxes) * scale, ops.softmax(logits, axis=-1)[..., :-1]
 
     def get_config(self):
         return {

@@ -28,12 +28,12 @@ from keras import ops
 
 from kapps.classification.common import raw_pixel_input
 from kapps.detection.assign import task_aligned_targets
+from kapps.detection.base import Detector
 from kapps.detection.boxes import (
     anchor_points,
     boxes_to_distances,
     ciou,
     distances_to_boxes,
-    non_max_suppression,
 )
 from kapps.features import feature_layers
 from kapps.registry import create_model, register_model
@@ -179,7 +179,7 @@ def detect_head(features, num_classes, reg_max, image_side):
 
 
 @keras.saving.register_keras_serializable(package="kapps")
-class YOLO(keras.Model):
+class YOLO(Detector):
     """The detector; `fit` on `(images, {"boxes", "labels"})`, `predict` gives boxes.
 
     Args:
@@ -298,29 +298,9 @@ class YOLO(keras.Model):
             loss = loss + ops.cast(ops.sum(extra), loss.dtype)
         return loss
 
-    def predict_step(self, *args):
-        # Keras' own step gives the raw outputs (with the model state on JAX); decode them.
-        outputs = super().predict_step(*args)
-        if isinstance(outputs, tuple):
-            return self.detect(outputs[0]), outputs[1]
-        return self.detect(outputs)
-
-    def detect(self, raw):
-        """Raw head outputs → final detections (decoding, then class-wise NMS)."""
-        boxes, logits, _ = self.decode(ops.cast(raw, "float32"))
-        probabilities = ops.sigmoid(logits)
-        height, width = self.image_shape[:2]
-        boxes = ops.clip(
-            boxes, 0.0, ops.convert_to_tensor([width, height, width, height], "float32")
-        )
-        return non_max_suppression(
-            boxes,
-            ops.max(probabilities, axis=-1),
-            ops.cast(ops.argmax(probabilities, axis=-1), "int32"),
-            iou_threshold=self.iou_threshold,
-            score_threshold=self.score_threshold,
-            max_detections=self.max_detections,
-        )
+    def boxes_and_scores(self, raw):
+        boxes, logits, _ = self.decode(raw)
+        return boxes, ops.sigmoid(logits)
 
     def get_config(self):
         return {

@@ -23,7 +23,8 @@ import keras
 from keras import ops
 
 from kapps.classification.common import raw_pixel_input
-from kapps.detection.boxes import non_max_suppression, pairwise_iou
+from kapps.detection.base import Detector
+from kapps.detection.boxes import pairwise_iou
 from kapps.registry import register_model
 
 # (kernel, filters, stride) per convolution; "M" a 2×2 max pool (Figure 3).
@@ -44,7 +45,7 @@ LAYERS = {"darknet": DARKNET, "fast": FAST}
 
 
 @keras.saving.register_keras_serializable(package="kapps")
-class YOLOv1(keras.Model):
+class YOLOv1(Detector):
     """The S × S grid detector; `fit` on `(images, {"boxes", "labels"})`, `predict` gives boxes.
 
     Args:
@@ -178,29 +179,14 @@ class YOLOv1(keras.Model):
             loss = loss + ops.cast(ops.sum(extra), loss.dtype)
         return loss
 
-    def predict_step(self, *args):
-        # Keras' own step gives the raw outputs (with the model state on JAX); decode them.
-        outputs = super().predict_step(*args)
-        if isinstance(outputs, tuple):
-            return self.detect(outputs[0]), outputs[1]
-        return self.detect(outputs)
-
-    def detect(self, raw):
-        """Raw grid outputs → final detections (class scores, then class-wise NMS)."""
-        boxes, confidence, classes, _ = self.decode(ops.cast(raw, "float32"))
+    def boxes_and_scores(self, raw):
+        """Section 2.2: each box's class scores are its confidence × the cell's class
+        probabilities."""
+        boxes, confidence, classes, _ = self.decode(raw)
         scores = confidence[..., None] * classes[:, :, None, :]  # (B, S·S, b, C)
         count = self.grid**2 * self.boxes_per_cell
-        scores = ops.reshape(scores, (-1, count, self.num_classes))
-        height, width = self.image_shape[:2]
-        limit = ops.convert_to_tensor([width, height, width, height], "float32")
-        boxes = ops.clip(ops.reshape(boxes, (-1, count, 4)), 0.0, limit)
-        return non_max_suppression(
-            boxes,
-            ops.max(scores, axis=-1),
-            ops.cast(ops.argmax(scores, axis=-1), "int32"),
-            iou_threshold=self.iou_threshold,
-            score_threshold=self.score_threshold,
-            max_detections=self.max_detections,
+        return ops.reshape(boxes, (-1, count, 4)), ops.reshape(
+            scores, (-1, count, self.num_classes)
         )
 
     def get_config(self):
