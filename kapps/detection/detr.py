@@ -27,6 +27,7 @@ from scipy.optimize import linear_sum_assignment
 
 from kapps.detection.base import Detector
 from kapps.detection.boxes import EPSILON
+from kapps.features import feature_layers
 from kapps.registry import create_model, register_model
 
 VARIANTS = {  # backbone, hidden size, encoder and decoder layers, heads, FFN width, queries
@@ -209,6 +210,8 @@ class DETR(Detector):
         backbone: a registered classification model name, built headless.
         hidden_dim, encoder_layers, decoder_layers, heads, ffn_dim, num_queries,
         dropout: the transformer's sizes.
+        feature_stride: the backbone map the transformer reads: 32 (the paper),
+            or 16 for small objects (its DC5 variant's resolution).
         score_threshold, iou_threshold, max_detections: what `predict` keeps
             (DETR needs no suppression; a loose IoU threshold of 0.9 only
             removes exact duplicates).
@@ -226,6 +229,7 @@ class DETR(Detector):
         ffn_dim=2048,
         num_queries=100,
         dropout=0.1,
+        feature_stride=32,
         score_threshold=0.3,
         iou_threshold=0.9,
         max_detections=100,
@@ -235,6 +239,13 @@ class DETR(Detector):
         if input_shape[0] % 32 or input_shape[1] % 32:
             raise ValueError(f"input sides must be multiples of 32, got {input_shape[:2]}")
         body = create_model(backbone, input_shape=input_shape, include_top=False, name="backbone")
+        if feature_stride != 32:  # an earlier map, as the paper's DC5 variant (stride 16)
+            by_stride = feature_layers(body)
+            if feature_stride not in by_stride:
+                raise ValueError(f"backbone {backbone!r} has no map at stride {feature_stride}")
+            body = keras.Model(
+                body.inputs, body.get_layer(by_stride[feature_stride]).output, name="backbone"
+            )
         images = keras.Input(input_shape, name="image")
         features = body(images)
         height, width = features.shape[1:3]
@@ -283,6 +294,7 @@ class DETR(Detector):
         self.ffn_dim = ffn_dim
         self.num_queries = num_queries
         self.dropout = dropout
+        self.feature_stride = feature_stride
         self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold
         self.max_detections = max_detections
@@ -379,6 +391,7 @@ class DETR(Detector):
             "ffn_dim": self.ffn_dim,
             "num_queries": self.num_queries,
             "dropout": self.dropout,
+            "feature_stride": self.feature_stride,
             "score_threshold": self.score_threshold,
             "iou_threshold": self.iou_threshold,
             "max_detections": self.max_detections,
@@ -418,6 +431,7 @@ def detr(
     ffn_dim=None,
     num_queries=None,
     dropout=0.1,
+    feature_stride=32,
     score_threshold=0.3,
     iou_threshold=0.9,
     max_detections=100,
@@ -433,6 +447,7 @@ def detr(
         hidden_dim, encoder_layers, decoder_layers, heads, ffn_dim, num_queries:
             None: the variant's.
         dropout: transformer dropout.
+        feature_stride: 32, or 16 for small objects.
         score_threshold, iou_threshold, max_detections: what `predict` keeps.
         name: model name; None: the variant.
 
@@ -456,6 +471,7 @@ def detr(
         ffn_dim=ffn_dim or ffn,
         num_queries=num_queries or queries,
         dropout=dropout,
+        feature_stride=feature_stride,
         score_threshold=score_threshold,
         iou_threshold=iou_threshold,
         max_detections=max_detections,
