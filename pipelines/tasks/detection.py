@@ -168,7 +168,11 @@ class DetectionTask(Task):
 
     def evaluate(self, model, data, run_dir):
         truths = self._val_truths()
-        images = np.concatenate([x.numpy() for x, _ in data.val])
+        images = []  # only the few that are drawn: a whole validation set may not fit
+        for batch, _ in data.val:
+            images.extend(batch.numpy().astype(np.uint8)[: SHOWN_IMAGES - len(images)])
+            if len(images) >= SHOWN_IMAGES:
+                break
         found = self._detect(model, data.val, score_threshold=EVAL_SCORE_THRESHOLD)
         scores = coco_map(truths, found, len(self.class_names))
         threshold = self.cfg.submission.score_threshold
