@@ -4,7 +4,7 @@ Same input, batch, optimiser and loss; the two models of a pair alternate in
 one process (the order flips every repeat), and the median of the repeats is
 compared. Goal: ratio ≤ 1.05.
 
-    python benchmarks/builder_parity.py [--size 128] [--batch 8] [--repeats 5]
+    python -m benchmarks.builder_parity [--size 128] [--batch 8] [--repeats 5]
 """
 
 import argparse
@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 import kapps
+from benchmarks.common import Figure, add_figures_argument, write_figures
 
 PAIRS = [
     ("resnet50", "ResNet50"),
@@ -66,7 +67,9 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3)
+    add_figures_argument(parser)
     args = parser.parse_args(argv)
+    figures = []
     rows = [
         "| model | kapps (s/step) | keras.applications (s/step) | ratio |",
         "|---|---|---|---|",
@@ -79,12 +82,22 @@ def main(argv=None):
             f"| {ours_name} vs {keras_name} | {ours_s:.3f} | {theirs_s:.3f} | "
             f"{ours_s / theirs_s:.3f} |"
         )
+        ratio = ours_s / theirs_s
+        figures.append(
+            Figure(
+                f"train step of kapps {ours_name} ÷ keras.applications {keras_name}",
+                f"{ratio:.2f}",
+                "≤ 1.05",
+                ratio <= 1.05,
+            )
+        )
     print(
         f"{keras.backend.backend()} backend, {args.size}×{args.size}, batch {args.batch}, "
         f"median of {args.repeats} alternating repeats of {args.steps} steps"
     )
     print("\n".join(rows))
-    return rows
+    write_figures(args.figures, figures)
+    return rows, figures
 
 
 if __name__ == "__main__":

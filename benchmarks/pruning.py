@@ -9,7 +9,7 @@ the held-out test accuracy of the best trial's model, and the wall time.
 Goal: pruning consumes ≤ 60 % of the epochs for a best test accuracy within
 0.5 points.
 
-    python benchmarks/pruning.py [--trials 20] [--epochs 10] [--pruner median]
+    python -m benchmarks.pruning [--trials 20] [--epochs 10] [--pruner median]
 """
 
 import argparse
@@ -19,6 +19,7 @@ from pathlib import Path
 
 from rich.text import Text
 
+from benchmarks.common import Figure, add_figures_argument, write_figures
 from pipelines.config import load_config
 from pipelines.predict import predict
 from pipelines.prepare import prepare
@@ -67,6 +68,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--pruner", default="median", choices=["median", "hyperband"])
     parser.add_argument("--seed", type=int, default=0)
+    add_figures_argument(parser)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -89,7 +91,22 @@ def main(argv=None):
         f"epochs with pruning ÷ without: {ratio:.2f} (goal ≤ 0.60); test accuracy of the "
         f"best trial lost to pruning: {points:.2f} points (goal ≤ 0.5)"
     )
-    return rows, {"epoch_ratio": ratio, "points_lost": points}
+    figures = [
+        Figure(
+            f"tuning digits ({args.trials} trials): epochs with the {args.pruner} pruner ÷ without",
+            f"{ratio:.2f} ({pruned['epochs']} of {plain['epochs']})",
+            "≤ 0.60",
+            ratio <= 0.60,
+        ),
+        Figure(
+            "the same, best trial's test accuracy lost to pruning (points)",
+            f"{points:.2f} ({100 * pruned['test']:.2f} % vs {100 * plain['test']:.2f} %)",
+            "≤ 0.5",
+            points <= 0.5,
+        ),
+    ]
+    write_figures(args.figures, figures)
+    return rows, figures
 
 
 if __name__ == "__main__":
