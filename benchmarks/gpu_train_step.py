@@ -28,7 +28,8 @@ import sys
 import time
 from functools import partial
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
+if __name__ == "__main__":  # as a script; imported (tests), it leaves the environment alone
+    os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import keras  # noqa: E402
 

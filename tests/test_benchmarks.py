@@ -69,7 +69,11 @@ def test_gpu_train_step_without_a_gpu_measures_nothing(tmp_path):
 
 
 def test_peak_flops_by_device_name():
+    backend = os.environ.get("KERAS_BACKEND")
     from benchmarks.gpu_train_step import peak_flops
+
+    # Imported, it must not switch the backend of every process started later.
+    assert os.environ.get("KERAS_BACKEND") == backend
 
     assert peak_flops("NVIDIA H100 80GB HBM3") == 989e12
     assert peak_flops("NVIDIA H100 PCIe") == 756e12

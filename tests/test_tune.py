@@ -233,6 +233,7 @@ def _tune(comp):
     return load_config(comp, [SPACE]).tune
 
 
+@pytest.mark.slow  # the PostgreSQL test runs the same two workers in the default run
 def test_two_workers_share_a_journal_study(competition, cli, workdir, capfd):
     comp, _ = _digits(competition, workdir)
     storage = f"journal:{workdir / 'study.log'}"
