@@ -36,7 +36,7 @@ def _decode_jpeg_reduced(data, image_size, channels):
 
     libjpeg reduces in the DCT domain, skipping most of the work of a full
     decode (PIL's `draft` does the same); the image stays at least
-    `image_size`, so the antialiased resize that follows still downsamples.
+    `image_size`, so the resize that follows only ever shrinks it further.
     """
     shape = tf.io.extract_jpeg_shape(data)
     scale = tf.minimum(shape[0] // image_size[0], shape[1] // image_size[1])
