@@ -11,40 +11,26 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_GPU_ARGS = [
-    "--cpu",
-    "--image-models",
-    "resnet18,vit_tiny16",
-    "--size",
-    "32",
-    "--batch",
-    "2",
-    "--text-model",
-    "gpt_nano",
-    "--length",
-    "32",
-    "--text-batch",
-    "2",
-    "--vocab",
-    "64",
-    "--steps",
-    "2",
-    "--repeats",
-    "1",
-]
 
 
-def test_gpu_train_step_runs_under_jax_without_tensorflow(tmp_path):
-    """The GPU benchmark at tiny sizes on the CPU, in a process of its own under JAX."""
-    figures = tmp_path / "figures.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.gpu_train_step", *TINY_GPU_ARGS, "--figures", figures],
+def _gpu_benchmark(*args):
+    """Run benchmarks/gpu_train_step.py in a fresh process under JAX."""
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu_train_step", *args],
         cwd=REPO,
         env={**os.environ, "KERAS_BACKEND": "jax"},
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def test_gpu_train_step_runs_under_jax_without_tensorflow(tmp_path):
+    """The GPU benchmark at tiny sizes on the CPU, in a process of its own under JAX."""
+    from benchmarks.run_all import SCRIPTS
+
+    figures = tmp_path / "figures.json"
+    result = _gpu_benchmark(*SCRIPTS["gpu_train_step"][1], "--figures", figures)  # --quick's
     assert result.returncode == 0, result.stderr[-2000:]
     assert "tensorflow imported: False" in result.stdout
     table = [line for line in result.stdout.splitlines() if line.startswith("| ")][1:]
@@ -55,14 +41,7 @@ def test_gpu_train_step_runs_under_jax_without_tensorflow(tmp_path):
 
 def test_gpu_train_step_without_a_gpu_measures_nothing(tmp_path):
     figures = tmp_path / "figures.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.gpu_train_step", "--figures", figures],
-        cwd=REPO,
-        env={**os.environ, "KERAS_BACKEND": "jax"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = _gpu_benchmark("--figures", figures)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "no GPU" in result.stdout
     assert all(f["value"] == "not measured: no GPU" for f in json.loads(figures.read_text()))
