@@ -105,9 +105,7 @@ def reader_speeds(paths, image_size, batch_size, repeats):
         cached["set"] = image_set
         model.fit(batched(image_set, labels, batch_size=batch_size), epochs=1, verbose=0)
 
-    def ours_cached_epoch():
-        if "set" not in cached:
-            ours_first_epoch()
+    def ours_cached_epoch():  # after a first epoch (the warm-up below runs that one first)
         model.fit(batched(cached["set"], labels, batch_size=batch_size), epochs=1, verbose=0)
 
     def pil(workers):

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.run_all import SCRIPTS  # their --quick arguments: the tiny sizes
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -27,8 +29,6 @@ def _gpu_benchmark(*args):
 
 def test_gpu_train_step_runs_under_jax_without_tensorflow(tmp_path):
     """The GPU benchmark at tiny sizes on the CPU, in a process of its own under JAX."""
-    from benchmarks.run_all import SCRIPTS
-
     figures = tmp_path / "figures.json"
     result = _gpu_benchmark(*SCRIPTS["gpu_train_step"][1], "--figures", figures)  # --quick's
     assert result.returncode == 0, result.stderr[-2000:]
@@ -64,9 +64,12 @@ def test_jpeg_reduced_decode_matches_a_full_decode(tmp_path):
     import tensorflow as tf
 
     from benchmarks.input_pipeline import write_jpegs
-    from pipelines.data.images import _decode_file
+    from pipelines.data.images import _decode_file, _decode_jpeg_reduced
 
     path = write_jpegs(tmp_path, 1, size=(256, 320))[0]
+    data = tf.io.read_file(path)
+    assert _decode_jpeg_reduced(data, (64, 64), 3).shape == (64, 80, 3)  # decoded at 1/4
+    assert _decode_jpeg_reduced(data, (100, 100), 3).shape == (128, 160, 3)  # at 1/2
     reduced = _decode_file(tf.constant(path), (64, 64), 3).numpy().astype(float)
     full = np.asarray(Image.open(path).convert("RGB").resize((64, 64), Image.BILINEAR), float)
     assert reduced.shape == (64, 64, 3)
@@ -111,7 +114,7 @@ def test_run_all_quick_writes_a_table(tmp_path):
 def test_builder_parity_runs_at_tiny_size():
     from benchmarks.builder_parity import main
 
-    rows, figures = main(["--size", "32", "--batch", "2", "--repeats", "1", "--steps", "1"])
+    rows, figures = main(SCRIPTS["builder_parity"][1])
     assert len(rows) == 2 + 3 and len(figures) == 3
     assert all(float(row.rsplit("|", 2)[1]) > 0 for row in rows[2:])
 
@@ -120,24 +123,7 @@ def test_builder_parity_runs_at_tiny_size():
 def test_generate_benchmark_runs_at_tiny_size():
     from benchmarks.generate import main
 
-    rows, figures = main(
-        [
-            "--new",
-            "8",
-            "--repeats",
-            "1",
-            "--vocab",
-            "32",
-            "--layers",
-            "1",
-            "--width",
-            "16",
-            "--heads",
-            "2",
-            "--context",
-            "32",
-        ]
-    )
+    rows, figures = main(SCRIPTS["generate"][1])
     assert len(rows) == 2 + 4 and len(figures) == 2
     assert all(float(row.split("|")[2].replace(",", "")) > 0 for row in rows[2:])
 
@@ -146,7 +132,7 @@ def test_generate_benchmark_runs_at_tiny_size():
 def test_pruning_benchmark_runs_at_tiny_size():
     from benchmarks.pruning import main
 
-    rows, figures = main(["--trials", "2", "--epochs", "2"])
+    rows, figures = main(SCRIPTS["pruning"][1])
     assert len(rows) == 2 + 2
     assert len(figures) == 2
     assert 0 < float(figures[0].value.split()[0]) <= 1
