@@ -1,7 +1,6 @@
 """Task-neutral training: `model.fit` with checkpoints, resume, schedule and seeds."""
 
 import contextlib
-import math
 import shutil
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from kapps.errors import KappsError
+from pipelines.data.batching import steps_per_epoch
 from pipelines.plots import plot_curves
 from pipelines.runs import STATE_FILE, read_json, update_json, write_text
 from pipelines.tasks import get_task
@@ -175,12 +175,15 @@ def train(cfg, log=print, *, run_dir=None, callbacks=(), verbose=2):
 
 
 def _fit(cfg, task, data, run_dir, monitor, mode, log, extra_callbacks=(), verbose=2):
-    steps = math.ceil(data.train_size / cfg.train.batch_size)
+    steps = steps_per_epoch(data.train_size, cfg.train.batch_size)
     model = task.build_model()
     jit = "auto" if cfg.train.jit_compile is None else cfg.train.jit_compile
     model.compile(
         optimizer=build_optimizer(cfg.train, steps), jit_compile=jit, **task.compile_args()
     )
+    # Made now, eagerly: left to the first traced train step, TensorFlow builds the
+    # optimiser's slot variables inside the graph, 20× slower (11 s against 0.6 s for YOLO-n).
+    model.optimizer.build(model.trainable_variables)
     initial_epoch, best_so_far = _resume_point(run_dir, monitor, mode)
     if initial_epoch:
         log(f"resuming {run_dir} from epoch {initial_epoch + 1}")

@@ -29,6 +29,7 @@ import pandas as pd
 import tensorflow as tf
 
 from kapps.errors import ConfigError, DataError
+from pipelines.data.batching import drop_remainder
 from pipelines.data.images import AUTOTUNE, decoded_images
 from pipelines.data.masks import image_sizes
 from pipelines.data.sources import IMAGE_SUFFIXES, ImageSource, read_csv, require_columns
@@ -415,7 +416,9 @@ def batched_detections(image_set, *, batch_size, shuffle=False, augment=None, mo
         dataset = tf.data.Dataset.zip((seeds, dataset, *others)).map(
             combine, num_parallel_calls=AUTOTUNE
         )
-    dataset = dataset.batch(batch_size)
+    dataset = dataset.batch(
+        batch_size, drop_remainder=drop_remainder(len(image_set), batch_size, shuffle)
+    )
 
     def prepare(images, found, classes):
         if augment is not None:

@@ -21,6 +21,7 @@ import pandas as pd
 import tensorflow as tf
 
 from kapps.errors import DataError
+from pipelines.data.batching import drop_remainder
 from pipelines.data.images import AUTOTUNE
 from pipelines.data.sources import ImageSource, read_csv, require_columns
 from pipelines.data.text import WordTokenizer
@@ -202,7 +203,9 @@ def pairs(image_set, tokens, captions_per_row, *, batch_size, shuffle=False, aug
         dataset = dataset.shuffle(len(image_set), seed=seed, reshuffle_each_iteration=True)
     else:
         dataset = dataset.map(lambda image, row: (image, tf.gather(tokens, table[row, 0])))
-    dataset = dataset.batch(batch_size, drop_remainder=shuffle and len(image_set) >= batch_size)
+    dataset = dataset.batch(
+        batch_size, drop_remainder=drop_remainder(len(image_set), batch_size, shuffle)
+    )
 
     def features(images, batch_tokens):
         x = _features(images, batch_tokens)

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from pipelines.data.batching import drop_remainder
+
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -145,7 +147,9 @@ def batched(image_set, labels=None, *, batch_size, shuffle=False, augment=None, 
         dataset = dataset.map(lambda image, i: image)
     if shuffle:
         dataset = dataset.shuffle(len(image_set), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
+    dataset = dataset.batch(
+        batch_size, drop_remainder=drop_remainder(len(image_set), batch_size, shuffle)
+    )
 
     def to_float(images):
         images = tf.cast(images, tf.float32)

@@ -22,6 +22,7 @@ from PIL import Image
 
 from kapps.errors import ConfigError, DataError
 from kapps.segmentation import rle
+from pipelines.data.batching import drop_remainder
 from pipelines.data.images import AUTOTUNE, _cache, _resize
 from pipelines.data.sources import IMAGE_SUFFIXES, _image_paths, read_csv, require_columns
 
@@ -307,7 +308,9 @@ def batched_pairs(pair_set, *, batch_size, shuffle=False, augment=None, seed=0):
     dataset = pair_set.dataset.map(lambda image, mask, row: (image, mask))
     if shuffle:
         dataset = dataset.shuffle(len(pair_set), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
+    dataset = dataset.batch(
+        batch_size, drop_remainder=drop_remainder(len(pair_set), batch_size, shuffle)
+    )
 
     def prepare(images, masks):
         images = tf.cast(images, tf.float32)

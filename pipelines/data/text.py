@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from kapps.errors import ConfigError, DataError
+from pipelines.data.batching import drop_remainder
 from pipelines.data.sources import read_csv, require_columns
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -263,6 +264,6 @@ def windows(ids, seq_len, batch_size, shuffle=False, seed=0):
         return piece[:-1], piece[1:]
 
     dataset = starts.map(window, num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.batch(batch_size, drop_remainder=shuffle and count >= batch_size).prefetch(
-        tf.data.AUTOTUNE
-    )
+    return dataset.batch(
+        batch_size, drop_remainder=drop_remainder(count, batch_size, shuffle)
+    ).prefetch(tf.data.AUTOTUNE)
