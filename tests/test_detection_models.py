@@ -216,6 +216,35 @@ def test_teaching_detectors_learn_a_tiny_set(name):
 # DETR -------------------------------------------------------------------------------
 
 
+def test_detr_loss_is_the_same_traced_and_eager():
+    """The matching is a host callback inside the graph, so `fit` need not run eagerly."""
+    import keras
+    import tensorflow as tf
+
+    images, targets = _squares()
+    targets["boxes"][:, 1], targets["labels"][:, 1] = [2, 2, 20, 30], 1  # two truths per image
+    targets["boxes"][0, 1], targets["labels"][0, 1] = -1, -1  # and one padding row
+    model = kapps.create_model(
+        "detr_tiny", input_shape=(64, 64, 3), num_classes=2, backbone="lenet5",
+        hidden_dim=32, encoder_layers=1, decoder_layers=2, ffn_dim=64,
+    )  # fmt: skip
+    eager = model.compute_loss(images, targets, model(images), training=False)
+    traced = tf.function(lambda: model.compute_loss(images, targets, model(images)))()
+    assert float(traced) == pytest.approx(float(eager), rel=1e-5)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    assert not model.run_eagerly and not model.jit_compile  # no XLA for a host callback
+    assert np.isfinite(model.fit(images, targets, epochs=1, verbose=0).history["loss"][0])
+
+
+def test_detr_object_queries_start_apart():
+    """N(0, 1) query embeddings, as DETR's nn.Embedding: σ = 0.05 made them one query."""
+    model = kapps.create_model("detr_tiny", input_shape=(64, 64, 3), num_classes=2,
+                               backbone="lenet5", hidden_dim=32, encoder_layers=1,
+                               decoder_layers=1, ffn_dim=64)  # fmt: skip
+    table = np.asarray(model.get_layer("object_queries").table)
+    assert 0.8 < table.std() < 1.2
+
+
 def test_hungarian_matching_is_the_cheapest_one_to_one_assignment():
     from itertools import permutations
 
@@ -224,7 +253,9 @@ def test_hungarian_matching_is_the_cheapest_one_to_one_assignment():
     rng = np.random.default_rng(1)
     cost = rng.uniform(0, 1, (1, 5, 3))
     valid = np.array([[True, False, True]])
-    ((rows, cols),) = hungarian_match(cost, valid)
+    (assignment,) = hungarian_match(cost, valid)  # per query: its truth, or -1
+    rows = np.flatnonzero(assignment >= 0)
+    cols = assignment[rows]
     assert sorted(cols.tolist()) == [0, 2]
     best = min(cost[0, a, 0] + cost[0, b, 2] for a, b in permutations(range(5), 2))
     assert cost[0, rows, cols].sum() == pytest.approx(best)

@@ -14,8 +14,9 @@ algorithm (scipy's `linear_sum_assignment`) on the cost
 1 × (−class probability) + 5 × L1 + 2 × (−generalised IoU), then minimises
 cross-entropy (the "no object" class weighted 0.1) + 5 × L1 + 2 × GIoU loss on
 the matched pairs, after each decoder layer (auxiliary losses). The matching
-runs on the host between the forward and backward passes, so a DETR always
-runs eagerly (its `run_eagerly` is fixed to True).
+runs on the host (scipy) as one callback inside the traced train step
+(`tf.numpy_function`, `jax.pure_callback`); under TensorFlow that step cannot
+be XLA-compiled, so `jit_compile` is off there.
 """
 
 import math
@@ -36,6 +37,7 @@ VARIANTS = {  # backbone, hidden size, encoder and decoder layers, heads, FFN wi
 }
 COST = {"class": 1.0, "l1": 5.0, "giou": 2.0}
 NO_OBJECT_WEIGHT = 0.1
+BN_MOMENTUM = 0.9  # the backbone's batch norm (see DETR.__init__)
 
 
 def sine_position_encoding(height, width, dim, temperature=10000.0):
@@ -146,7 +148,14 @@ class Constant(keras.layers.Layer):
         self.fixed = values is not None
         self.table = self.add_weight(
             shape=(rows, dim),
-            initializer=keras.initializers.Constant(values) if self.fixed else "random_normal",
+            # Learnt rows start as N(0, 1), as torch's nn.Embedding (DETR's object queries):
+            # Keras' "random_normal" (σ = 0.05) made every query almost the same, so in
+            # inference mode all of them predicted one box (only dropout told them apart).
+            initializer=(
+                keras.initializers.Constant(values)
+                if self.fixed
+                else keras.initializers.RandomNormal(stddev=1.0)
+            ),
             trainable=not self.fixed,
             name="table",
         )
@@ -186,18 +195,45 @@ def generalized_iou(boxes1, boxes2):
 
 
 def hungarian_match(cost, valid):
-    """Per image, `(query index, truth index)` pairs minimising the summed cost.
+    """Per image, the truth each query is matched to, minimising the summed cost.
 
     Args:
         cost: (B, Q, N) numpy costs.
         valid: (B, N) which truths are real (not padding).
+
+    Returns:
+        (B, Q) int32: the matched truth's index, or -1 for a query left unmatched.
     """
-    pairs = []
-    for image_cost, image_valid in zip(cost, valid, strict=True):
+    cost, valid = np.asarray(cost, np.float64), np.asarray(valid, bool)
+    assignment = np.full(cost.shape[:2], -1, np.int32)
+    for image, (image_cost, image_valid) in enumerate(zip(cost, valid, strict=True)):
         columns = np.flatnonzero(image_valid)
         rows, picked = linear_sum_assignment(image_cost[:, columns])
-        pairs.append((rows, columns[picked]))
-    return pairs
+        assignment[image, rows] = columns[picked]
+    return assignment
+
+
+def _match_on_host(cost, valid):
+    """`hungarian_match` as one op of the traced train step: a host callback per backend.
+
+    tf.numpy_function (TensorFlow graphs), jax.pure_callback (jax.jit), a plain
+    call for eager backends; the result has a fixed (B, Q) shape, so the rest of
+    the loss stays in `keras.ops`.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf  # only under the tensorflow backend
+
+        assignment = tf.numpy_function(hungarian_match, [cost, valid], tf.int32, stateful=False)
+        return tf.ensure_shape(assignment, cost.shape[:2])
+    if backend == "jax":
+        import jax
+
+        shape = jax.ShapeDtypeStruct(cost.shape[:2], np.int32)
+        return jax.pure_callback(hungarian_match, shape, cost, valid)
+    return ops.convert_to_tensor(
+        hungarian_match(ops.convert_to_numpy(cost), ops.convert_to_numpy(valid))
+    )
 
 
 @keras.saving.register_keras_serializable(package="kapps")
@@ -239,6 +275,13 @@ class DETR(Detector):
         if input_shape[0] % 32 or input_shape[1] % 32:
             raise ValueError(f"input sides must be multiples of 32, got {input_shape[:2]}")
         body = create_model(backbone, input_shape=input_shape, include_top=False, name="backbone")
+        for layer in body.layers:
+            # Trained from scratch, a backbone changes fast; Keras' default momentum 0.99
+            # left the inference-mode statistics so far behind that, after one shapes-det
+            # epoch, validation loss was 16 in inference mode and 9.6 in training mode.
+            # 0.9 is PyTorch's default (its momentum 0.1), which DETR's backbone used.
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = BN_MOMENTUM
         if feature_stride != 32:  # an earlier map, as the paper's DC5 variant (stride 16)
             by_stride = feature_layers(body)
             if feature_stride not in by_stride:
@@ -299,22 +342,14 @@ class DETR(Detector):
         self.iou_threshold = iou_threshold
         self.max_detections = max_detections
 
-    # Hungarian matching runs in scipy on the host: train (and predict) eagerly.
-    @property
-    def run_eagerly(self):
-        return True
-
-    @run_eagerly.setter
-    def run_eagerly(self, value):
-        pass
-
+    # The matching is a host callback, which XLA cannot compile under TensorFlow.
     @property
     def jit_compile(self):
-        return False
+        return keras.backend.backend() != "tensorflow" and bool(super().jit_compile)
 
     @jit_compile.setter
     def jit_compile(self, value):
-        pass
+        keras.Model.jit_compile.fset(self, value)
 
     def _layers_of(self, outputs):
         """(B, L·Q, C + 5) → per decoder layer `(class logits (B, Q, C+1), boxes (B, Q, 4))`."""
@@ -328,43 +363,41 @@ class DETR(Detector):
         scale = ops.convert_to_tensor([width, height, width, height], "float32")
         gt_boxes = ops.cast(y["boxes"], "float32") / scale  # relative xyxy
         gt_labels = ops.cast(y["labels"], "int32")
-        valid = ops.convert_to_numpy(
-            ops.logical_and(gt_labels >= 0, gt_boxes[..., 2] > gt_boxes[..., 0])
-        )
-        count = max(float(valid.sum()), 1.0)
-        class_weights = np.ones(self.num_classes + 1, "float32")
-        class_weights[-1] = NO_OBJECT_WEIGHT
+        valid = ops.logical_and(gt_labels >= 0, gt_boxes[..., 2] > gt_boxes[..., 0])
+        count = ops.maximum(ops.sum(ops.cast(valid, "float32")), 1.0)
         total = 0.0
         for logits, boxes in self._layers_of(ops.cast(y_pred, "float32")):
             boxes = _cxcywh_to_xyxy(boxes)
             probs = ops.softmax(logits, axis=-1)
             truth_classes = ops.broadcast_to(
                 ops.maximum(gt_labels, 0)[:, None, :],
-                (ops.shape(probs)[0], self.num_queries, gt_labels.shape[1]),
+                (ops.shape(probs)[0], self.num_queries, ops.shape(gt_labels)[1]),
             )
             cost = (
                 -COST["class"] * ops.take_along_axis(probs, truth_classes, axis=-1)
                 + COST["l1"] * ops.sum(ops.abs(boxes[:, :, None] - gt_boxes[:, None]), axis=-1)
                 - COST["giou"] * generalized_iou(boxes, gt_boxes)
             )
-            pairs = hungarian_match(ops.convert_to_numpy(cost), valid)
-            batch_index = np.concatenate([np.full(len(r), b) for b, (r, _) in enumerate(pairs)])
-            query_index = np.concatenate([r for r, _ in pairs]).astype("int32")
-            truth_index = np.concatenate([c for _, c in pairs]).astype("int32")
-            targets = np.full((len(pairs), self.num_queries), self.num_classes, "int32")
-            labels_np = ops.convert_to_numpy(gt_labels)
-            targets[batch_index, query_index] = labels_np[batch_index, truth_index]
+            assignment = _match_on_host(ops.stop_gradient(cost), valid)  # (B, Q), -1: none
+            matched = assignment >= 0
+            truth_index = ops.maximum(assignment, 0)
+            targets = ops.where(
+                matched,
+                ops.take_along_axis(gt_labels, truth_index, axis=1),
+                self.num_classes,  # "no object"
+            )
             per_query = keras.losses.sparse_categorical_crossentropy(
                 targets, logits, from_logits=True
             )
-            weights = class_weights[targets]
-            class_loss = ops.sum(per_query * weights) / float(weights.sum())
-            flat = (batch_index * self.num_queries + query_index).astype("int32")
-            matched = ops.take(ops.reshape(boxes, (-1, 4)), flat, axis=0)
-            truth_flat = (batch_index * gt_boxes.shape[1] + truth_index).astype("int32")
-            truth = ops.take(ops.reshape(gt_boxes, (-1, 4)), truth_flat, axis=0)
-            l1 = ops.sum(ops.abs(matched - truth)) / count
-            giou = ops.sum(1 - ops.diagonal(generalized_iou(matched, truth))) / count
+            weights = ops.where(matched, 1.0, NO_OBJECT_WEIGHT)
+            class_loss = ops.sum(per_query * weights) / ops.sum(weights)
+            truth = ops.take_along_axis(gt_boxes, truth_index[..., None], axis=1)  # (B, Q, 4)
+            # Unmatched queries get a harmless stand-in box, masked out below.
+            truth = ops.where(matched[..., None], truth, ops.convert_to_tensor([0, 0, 1, 1.0]))
+            mask = ops.cast(matched, "float32")
+            l1 = ops.sum(ops.sum(ops.abs(boxes - truth), axis=-1) * mask) / count
+            paired = generalized_iou(boxes[..., None, :], truth[..., None, :])[..., 0, 0]
+            giou = ops.sum((1 - paired) * mask) / count
             total = total + class_loss + COST["l1"] * l1 + COST["giou"] * giou
         for extra in self.losses:
             total = total + ops.cast(ops.sum(extra), "float32")
