@@ -37,7 +37,6 @@ VARIANTS = {  # backbone, hidden size, encoder and decoder layers, heads, FFN wi
 }
 COST = {"class": 1.0, "l1": 5.0, "giou": 2.0}
 NO_OBJECT_WEIGHT = 0.1
-BN_MOMENTUM = 0.9  # the backbone's batch norm (see DETR.__init__)
 
 
 def sine_position_encoding(height, width, dim, temperature=10000.0):
@@ -238,7 +237,7 @@ def _match_on_host(cost, valid):
 
 @keras.saving.register_keras_serializable(package="kapps")
 class DETR(Detector):
-    """DETR; `fit` on `(images, {"boxes", "labels"})` (eagerly), `predict` gives boxes.
+    """DETR; `fit` on `(images, {"boxes", "labels"})`, `predict` gives boxes.
 
     Args:
         input_shape: raw 0–255 images, sides divisible by 32.
@@ -275,13 +274,6 @@ class DETR(Detector):
         if input_shape[0] % 32 or input_shape[1] % 32:
             raise ValueError(f"input sides must be multiples of 32, got {input_shape[:2]}")
         body = create_model(backbone, input_shape=input_shape, include_top=False, name="backbone")
-        for layer in body.layers:
-            # Trained from scratch, a backbone changes fast; Keras' default momentum 0.99
-            # left the inference-mode statistics so far behind that, after one shapes-det
-            # epoch, validation loss was 16 in inference mode and 9.6 in training mode.
-            # 0.9 is PyTorch's default (its momentum 0.1), which DETR's backbone used.
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = BN_MOMENTUM
         if feature_stride != 32:  # an earlier map, as the paper's DC5 variant (stride 16)
             by_stride = feature_layers(body)
             if feature_stride not in by_stride:
