@@ -231,9 +231,9 @@ def test_detr_loss_is_the_same_traced_and_eager():
     eager = model.compute_loss(images, targets, model(images), training=False)
     traced = tf.function(lambda: model.compute_loss(images, targets, model(images)))()
     assert float(traced) == pytest.approx(float(eager), rel=1e-5)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True)
     assert not model.run_eagerly and not model.jit_compile  # no XLA for a host callback
-    assert np.isfinite(model.fit(images, targets, epochs=1, verbose=0).history["loss"][0])
+    # `fit` itself: the slow test_teaching_detectors_learn_a_tiny_set[detr_tiny].
 
 
 def test_detr_object_queries_start_apart():
