@@ -217,9 +217,11 @@ def test_teaching_detectors_learn_a_tiny_set(name):
 
 
 def test_detr_loss_is_the_same_traced_and_eager():
-    """The matching is a host callback inside the graph, so `fit` need not run eagerly."""
+    """Alone a DETR trains eagerly; given the pipelines' host callback, it is traced."""
     import keras
     import tensorflow as tf
+
+    from pipelines.hostcall import host_callback
 
     images, targets = _squares()
     targets["boxes"][:, 1], targets["labels"][:, 1] = [2, 2, 20, 30], 1  # two truths per image
@@ -228,12 +230,26 @@ def test_detr_loss_is_the_same_traced_and_eager():
         "detr_tiny", input_shape=(64, 64, 3), num_classes=2, backbone="lenet5",
         hidden_dim=32, encoder_layers=1, decoder_layers=2, ffn_dim=64,
     )  # fmt: skip
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    assert model.run_eagerly  # kapps imports no TensorFlow: the matching is plain NumPy
     eager = model.compute_loss(images, targets, model(images), training=False)
+    model.host_callback = host_callback
     traced = tf.function(lambda: model.compute_loss(images, targets, model(images)))()
     assert float(traced) == pytest.approx(float(eager), rel=1e-5)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True)
     assert not model.run_eagerly and not model.jit_compile  # no XLA for a host callback
     # `fit` itself: the slow test_teaching_detectors_learn_a_tiny_set[detr_tiny].
+
+
+def test_the_detection_pipeline_gives_detr_its_host_callback():
+    from pipelines.config import load_config
+    from pipelines.hostcall import host_callback
+    from pipelines.tasks import get_task
+    from tests.conftest import REPO
+
+    args = "model.args={backbone: lenet5, hidden_dim: 32, encoder_layers: 1, ffn_dim: 64}"
+    cfg = load_config(REPO / "competitions" / "shapes-det", ["model.name=detr_tiny", args])
+    assert get_task(cfg).build_model().host_callback is host_callback
 
 
 def test_detr_object_queries_start_apart():

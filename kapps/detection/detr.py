@@ -14,9 +14,10 @@ algorithm (scipy's `linear_sum_assignment`) on the cost
 1 × (−class probability) + 5 × L1 + 2 × (−generalised IoU), then minimises
 cross-entropy (the "no object" class weighted 0.1) + 5 × L1 + 2 × GIoU loss on
 the matched pairs, after each decoder layer (auxiliary losses). The matching
-runs on the host (scipy) as one callback inside the traced train step
-(`tf.numpy_function`, `jax.pure_callback`); under TensorFlow that step cannot
-be XLA-compiled, so `jit_compile` is off there.
+runs on the host (scipy): by itself a DETR trains eagerly; given a
+`host_callback` (the pipelines set one: `tf.numpy_function`,
+`jax.pure_callback`) its train step is traced, though not XLA-compiled under
+TensorFlow.
 """
 
 import math
@@ -212,29 +213,6 @@ def hungarian_match(cost, valid):
     return assignment
 
 
-def _match_on_host(cost, valid):
-    """`hungarian_match` as one op of the traced train step: a host callback per backend.
-
-    tf.numpy_function (TensorFlow graphs), jax.pure_callback (jax.jit), a plain
-    call for eager backends; the result has a fixed (B, Q) shape, so the rest of
-    the loss stays in `keras.ops`.
-    """
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf  # only under the tensorflow backend
-
-        assignment = tf.numpy_function(hungarian_match, [cost, valid], tf.int32, stateful=False)
-        return tf.ensure_shape(assignment, cost.shape[:2])
-    if backend == "jax":
-        import jax
-
-        shape = jax.ShapeDtypeStruct(cost.shape[:2], np.int32)
-        return jax.pure_callback(hungarian_match, shape, cost, valid)
-    return ops.convert_to_tensor(
-        hungarian_match(ops.convert_to_numpy(cost), ops.convert_to_numpy(valid))
-    )
-
-
 @keras.saving.register_keras_serializable(package="kapps")
 class DETR(Detector):
     """DETR; `fit` on `(images, {"boxes", "labels"})`, `predict` gives boxes.
@@ -334,7 +312,20 @@ class DETR(Detector):
         self.iou_threshold = iou_threshold
         self.max_detections = max_detections
 
-    # The matching is a host callback, which XLA cannot compile under TensorFlow.
+    # The Hungarian matching is NumPy code on the host. By itself a DETR therefore trains
+    # eagerly; an engine that can run host code inside a traced step sets
+    # `host_callback(fn, *args, shape=, dtype=)` (pipelines.hostcall does, per backend),
+    # and the step is traced — but not XLA-compiled under TensorFlow.
+    host_callback = None
+
+    @property
+    def run_eagerly(self):
+        return self.host_callback is None or bool(getattr(self, "_eager_asked", False))
+
+    @run_eagerly.setter
+    def run_eagerly(self, value):
+        self._eager_asked = value
+
     @property
     def jit_compile(self):
         return keras.backend.backend() != "tensorflow" and bool(super().jit_compile)
@@ -349,6 +340,13 @@ class DETR(Detector):
             outputs, (-1, self.decoder_layers, self.num_queries, self.num_classes + 5)
         )
         return [(outputs[:, i, :, :-4], outputs[:, i, :, -4:]) for i in range(self.decoder_layers)]
+
+    def _match(self, cost, valid):
+        if self.host_callback is None:  # eager: plain NumPy
+            found = hungarian_match(ops.convert_to_numpy(cost), ops.convert_to_numpy(valid))
+            return ops.convert_to_tensor(found)
+        shape = (ops.shape(cost)[0], self.num_queries)
+        return self.host_callback(hungarian_match, cost, valid, shape=shape, dtype="int32")
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         height, width = self.image_shape[:2]
@@ -370,7 +368,7 @@ class DETR(Detector):
                 + COST["l1"] * ops.sum(ops.abs(boxes[:, :, None] - gt_boxes[:, None]), axis=-1)
                 - COST["giou"] * generalized_iou(boxes, gt_boxes)
             )
-            assignment = _match_on_host(ops.stop_gradient(cost), valid)  # (B, Q), -1: none
+            assignment = self._match(ops.stop_gradient(cost), valid)  # (B, Q), -1: none
             matched = assignment >= 0
             truth_index = ops.maximum(assignment, 0)
             targets = ops.where(

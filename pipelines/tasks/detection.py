@@ -10,6 +10,7 @@ from pipelines.data.augment import build_augmenter
 from pipelines.data.boxes import batched_detections, decoded_detection_set, read_box_source
 from pipelines.data.masks import image_sizes
 from pipelines.data.sources import ImageSource, _image_paths, read_csv, submission_id_column
+from pipelines.hostcall import host_callback
 from pipelines.plots import plot_detections, plot_precision_recall
 from pipelines.submit import boxes_frame, parse_box_string
 from pipelines.tasks.base import Task, TrainingData
@@ -114,6 +115,12 @@ class DetectionTask(Task):
         return batched(images, batch_size=cfg.train.batch_size), ids
 
     # Model -----------------------------------------------------------------
+    def build_model(self):
+        model = super().build_model()
+        if hasattr(model, "host_callback"):  # DETR: its matching runs inside the traced step
+            model.host_callback = host_callback
+        return model
+
     def model_kwargs(self):
         data = self.cfg.data
         return {
