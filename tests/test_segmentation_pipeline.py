@@ -33,6 +33,26 @@ def shapes(competition):
     return folder
 
 
+def test_shapes_seg_prepare_redraws_an_older_generators_data(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location(
+        "shapes_seg_prepare", REPO / "competitions" / "shapes-seg" / "prepare.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "TRAIN", 5)
+    monkeypatch.setattr(module, "TEST", 2)
+    monkeypatch.setattr(module, "SIZE", 16)
+    data = generate_shapes(tmp_path / "data", train=3, test=1, size=16)
+    module.prepare(data)  # this generator's data (any size): kept
+    assert len(list((data / "train").iterdir())) == 3
+    (data / "generated.json").unlink()  # as the first generator left it: redrawn whole
+    (data / "test" / "stale.jpg").write_bytes(b"")
+    module.prepare(data)
+    assert len(list((data / "train").iterdir())) == 5
+    assert sorted(p.name for p in (data / "test").iterdir()) == ["00005.jpg", "00006.jpg"]
+    assert json.loads((data / "generated.json").read_text())["train"] == 5
+
+
 def run_dir_of(result):
     line = next(x for x in result.output.splitlines() if "runs/" in x and "run folder" in x)
     return Path(line.split("│")[2].strip())

@@ -5,8 +5,13 @@
 (`id,class,predicted`, column-major order as Kaggle's text defines it);
 `test/<id>.jpg`, `sample_submission.csv` in the same row layout, and the
 held-out answer key `solution.csv`. Deterministic: the same files every time.
+4,000 training scenes: with 800 (about 1,600 shapes) a U-Net learnt to tell the
+three outlines apart on the training pictures only (training Dice 0.93,
+validation 0.72); with 4,000 the gap closes.
 """
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +22,11 @@ from kapps.segmentation import rle
 from pipelines.data.synthetic import SHAPES, scene
 
 SEED = 7
-TRAIN, TEST, SIZE = 800, 200, 64
+TRAIN, TEST, SIZE = 4000, 200, 64
 ORDER = "F"
 FILES = ("train_masks.csv", "sample_submission.csv", "solution.csv")
+STAMP = "generated.json"  # written last by `generate`: its version and settings
+VERSION = 2  # 2: 4,000 training scenes (1: 800, no stamp); older data is redrawn
 
 
 def _write(frame, path):
@@ -56,9 +63,23 @@ def generate(data_dir, train=TRAIN, test=TEST, size=SIZE, seed=SEED):
     _write(pd.DataFrame(train_rows), data_dir / "train_masks.csv")
     _write(solution, data_dir / "solution.csv")
     _write(solution.assign(predicted=""), data_dir / "sample_submission.csv")
+    settings = {"version": VERSION, "train": train, "test": test, "size": size, "seed": seed}
+    (data_dir / STAMP).write_text(json.dumps(settings))
+
+
+def _current(data_dir):
+    """Whether `data_dir` holds a whole data set from this version of the generator."""
+    stamp = data_dir / STAMP
+    if not (stamp.is_file() and all((data_dir / name).is_file() for name in FILES)):
+        return False
+    return json.loads(stamp.read_text()).get("version") == VERSION
 
 
 def prepare(data_dir):
-    if all((Path(data_dir) / name).is_file() for name in FILES):
+    data_dir = Path(data_dir)
+    if _current(data_dir):
         return
-    generate(data_dir)
+    (data_dir / STAMP).unlink(missing_ok=True)
+    for folder in ("train", "train_masks", "test"):  # an older generator's pictures
+        shutil.rmtree(data_dir / folder, ignore_errors=True)
+    generate(data_dir, TRAIN, TEST, SIZE, SEED)
