@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +17,18 @@ from tests.replicas import carvana
 TINY = [*FAST, "data.image_size=[32,32]", "model.args.filters=4", "model.args.depth=2"]
 
 
-def generate_shapes(data_dir, train=48, test=8, size=32):
+def shapes_seg_prepare():
+    """competitions/shapes-seg/prepare.py as a module."""
     spec = importlib.util.spec_from_file_location(
         "shapes_seg_prepare", REPO / "competitions" / "shapes-seg" / "prepare.py"
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.generate(data_dir, train=train, test=test, size=size)
+    return module
+
+
+def generate_shapes(data_dir, train=48, test=8, size=32):
+    shapes_seg_prepare().generate(data_dir, train=train, test=test, size=size)
     return Path(data_dir)
 
 
@@ -34,11 +40,7 @@ def shapes(competition):
 
 
 def test_shapes_seg_prepare_redraws_an_older_generators_data(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location(
-        "shapes_seg_prepare", REPO / "competitions" / "shapes-seg" / "prepare.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = shapes_seg_prepare()
     monkeypatch.setattr(module, "TRAIN", 5)
     monkeypatch.setattr(module, "TEST", 2)
     monkeypatch.setattr(module, "SIZE", 16)
@@ -51,6 +53,14 @@ def test_shapes_seg_prepare_redraws_an_older_generators_data(tmp_path, monkeypat
     assert len(list((data / "train").iterdir())) == 5
     assert sorted(p.name for p in (data / "test").iterdir()) == ["00005.jpg", "00006.jpg"]
     assert json.loads((data / "generated.json").read_text())["train"] == 5
+    # a stamp from another version of the generator: redrawn too
+    shutil.rmtree(data)
+    module.generate(data, train=3, test=1, size=16)
+    stamp = json.loads((data / "generated.json").read_text())
+    (data / "generated.json").write_text(json.dumps({**stamp, "version": module.VERSION - 1}))
+    module.prepare(data)
+    assert len(list((data / "train").iterdir())) == 5
+    assert json.loads((data / "generated.json").read_text())["version"] == module.VERSION
 
 
 def run_dir_of(result):

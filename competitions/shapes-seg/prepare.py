@@ -48,6 +48,7 @@ def generate(data_dir, train=TRAIN, test=TEST, size=SIZE, seed=SEED):
     rng = np.random.default_rng(seed)
     for folder in ("train", "train_masks", "test"):
         (data_dir / folder).mkdir(parents=True, exist_ok=True)
+    (data_dir / STAMP).unlink(missing_ok=True)  # until every file is written
     train_rows, test_rows = [], []
     for index in range(train + test):
         image_id = f"{index:05d}"
@@ -79,7 +80,6 @@ def prepare(data_dir):
     data_dir = Path(data_dir)
     if _current(data_dir):
         return
-    (data_dir / STAMP).unlink(missing_ok=True)
     for folder in ("train", "train_masks", "test"):  # an older generator's pictures
         shutil.rmtree(data_dir / folder, ignore_errors=True)
     generate(data_dir, TRAIN, TEST, SIZE, SEED)
