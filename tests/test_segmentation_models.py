@@ -55,8 +55,40 @@ def test_batch_norm_adds_a_normalisation_after_every_3x3_convolution():
 
 
 def test_unet_rejects_sides_the_pooling_cannot_halve():
-    with pytest.raises(ConfigError, match="multiples of 2\\*\\*depth = 16"):
+    with pytest.raises(ConfigError, match="multiples of space_to_depth \\* 2\\*\\*depth = 16"):
         kapps.create_model("unet", input_shape=(40, 40, 3))
+    with pytest.raises(ConfigError, match="= 32"):
+        kapps.create_model("unet", input_shape=(48, 48, 3), space_to_depth=2)
+
+
+def test_space_to_depth_moves_each_patch_into_channels_and_the_shuffle_puts_it_back():
+    from kapps.segmentation.unet import pixel_shuffle, pixel_unshuffle
+
+    inputs = keras.Input((6, 4, 3))
+    packed = pixel_unshuffle(inputs, 2, "unshuffle")
+    model = keras.Model(inputs, [packed, pixel_shuffle(packed, 2, "shuffle")])
+    x = np.random.default_rng(0).normal(size=(2, 6, 4, 3)).astype("float32")
+    packed, restored = (np.asarray(t) for t in model(x))
+    assert packed.shape == (2, 3, 2, 12)
+    for i, j, a, b in np.ndindex(3, 2, 2, 2):
+        # Pixel (2i + a, 2j + b) lands at (i, j), channels of patch position (a, b).
+        start = (2 * a + b) * 3
+        np.testing.assert_array_equal(
+            packed[:, i, j, start : start + 3], x[:, 2 * i + a, 2 * j + b]
+        )
+    np.testing.assert_array_equal(restored, x)
+
+
+def test_unet_with_a_space_to_depth_stem_is_a_unet_on_the_packed_image():
+    model = kapps.create_model(
+        "unet", input_shape=(64, 64, 3), num_classes=3, filters=4, depth=3, space_to_depth=2
+    )
+    assert model.output_shape == (None, 64, 64, 3)
+    assert model.get_layer("down1_conv1").input.shape == (None, 32, 32, 12)
+    # The same layers as a U-Net on 12 channels with 4 × 3 output logits per pixel.
+    assert model.count_params() == paper_unet_params(12, 12, 4, 3)
+    with pytest.raises(ConfigError, match="1 with an encoder"):
+        kapps.create_model("unet", input_shape=(64, 64, 3), encoder="resnet18", space_to_depth=2)
 
 
 @pytest.mark.parametrize("encoder", ["resnet18", "mobilenet", "keras.applications/MobileNetV2"])

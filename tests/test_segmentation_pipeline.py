@@ -1,6 +1,5 @@
 """Segmentation end to end: shapes-seg and a Carvana replica, readers, TTA, bad masks."""
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -11,24 +10,14 @@ import pytest
 from PIL import Image
 
 from kapps.segmentation import rle
-from tests.conftest import FAST, REPO
+from tests.conftest import FAST, prepare_module
 from tests.replicas import carvana
 
 TINY = [*FAST, "data.image_size=[32,32]", "model.args.filters=4", "model.args.depth=2"]
 
 
-def shapes_seg_prepare():
-    """competitions/shapes-seg/prepare.py as a module."""
-    spec = importlib.util.spec_from_file_location(
-        "shapes_seg_prepare", REPO / "competitions" / "shapes-seg" / "prepare.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def generate_shapes(data_dir, train=48, test=8, size=32):
-    shapes_seg_prepare().generate(data_dir, train=train, test=test, size=size)
+    prepare_module("shapes-seg").generate(data_dir, train=train, test=test, size=size)
     return Path(data_dir)
 
 
@@ -40,7 +29,7 @@ def shapes(competition):
 
 
 def test_shapes_seg_prepare_redraws_an_older_generators_data(tmp_path, monkeypatch):
-    module = shapes_seg_prepare()
+    module = prepare_module("shapes-seg")
     monkeypatch.setattr(module, "TRAIN", 5)
     monkeypatch.setattr(module, "TEST", 2)
     monkeypatch.setattr(module, "SIZE", 16)

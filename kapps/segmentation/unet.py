@@ -60,8 +60,31 @@ def segmentation_head(x, num_classes, name="logits"):
     return keras.layers.Conv2D(num_classes, 1, dtype="float32", name=name)(x)
 
 
-def _classic(input_shape, num_classes, depth, filters, batch_norm, dropout):
+def pixel_unshuffle(x, block, name):
+    """Move each block×block patch of pixels into channels: (H, W, C) → (H/b, W/b, b·b·C)."""
+    height, width, channels = x.shape[1:]
+    x = keras.layers.Reshape(
+        (height // block, block, width // block, block, channels), name=f"{name}_split"
+    )(x)
+    x = keras.layers.Permute((1, 3, 2, 4, 5), name=f"{name}_permute")(x)
+    return keras.layers.Reshape(
+        (height // block, width // block, block * block * channels), name=f"{name}_merge"
+    )(x)
+
+
+def pixel_shuffle(x, block, name):
+    """The inverse of `pixel_unshuffle`: the sub-pixel convolution's shuffle (Shi et al. 2016)."""
+    height, width, channels = x.shape[1:]
+    out = channels // (block * block)
+    x = keras.layers.Reshape((height, width, block, block, out), name=f"{name}_split")(x)
+    x = keras.layers.Permute((1, 3, 2, 4, 5), name=f"{name}_permute")(x)
+    return keras.layers.Reshape((height * block, width * block, out), name=f"{name}_merge")(x)
+
+
+def _classic(input_shape, num_classes, depth, filters, batch_norm, dropout, block=1):
     inputs, x = raw_pixel_input(input_shape)
+    if block > 1:
+        x = pixel_unshuffle(x, block, "space_to_depth")
     skips = []
     for level in range(depth):
         x = conv_pair(x, filters * 2**level, batch_norm, f"down{level + 1}")
@@ -72,7 +95,10 @@ def _classic(input_shape, num_classes, depth, filters, batch_norm, dropout):
         x = keras.layers.Dropout(dropout, name="bottleneck_dropout")(x)
     for level in reversed(range(depth)):
         x = up_block(x, skips[level], filters * 2**level, batch_norm, f"up{level + 1}")
-    return inputs, segmentation_head(x, num_classes)
+    if block == 1:
+        return inputs, segmentation_head(x, num_classes)
+    logits = segmentation_head(x, num_classes * block * block)
+    return inputs, pixel_shuffle(logits, block, "depth_to_space")
 
 
 def _on_encoder(input_shape, num_classes, encoder, skip_layers, decoder_filters, batch_norm):
@@ -112,6 +138,7 @@ def unet(
     filters=64,
     batch_norm=False,
     dropout=0.0,
+    space_to_depth=1,
     encoder=None,
     skip_layers=None,
     decoder_filters=(256, 128, 64, 32, 16),
@@ -128,6 +155,12 @@ def unet(
         batch_norm: batch normalisation after every 3×3 convolution.
         dropout: dropout at the bottleneck (the paper drops out at the end of
             the contracting path).
+        space_to_depth: block size b of an optional space-to-depth stem (not
+            in the paper; 1 = off): each b×b patch of pixels becomes one pixel
+            of b·b·C channels, the U-Net runs at 1/b of the resolution, and its
+            1×1 head gives b·b·num_classes logits that a pixel shuffle puts
+            back at input resolution. For small images on CPUs, where the
+            full-resolution level with few channels costs most of the time.
         encoder: a classification model name or a headless `keras.Model` to
             use as the contracting path; then `depth` and `filters` are unused.
         skip_layers: encoder layer names used as skip connections, shallow to
@@ -140,11 +173,17 @@ def unet(
     >>> model.output_shape
     (None, 64, 64, 3)
     """
+    if space_to_depth < 1 or (encoder is not None and space_to_depth != 1):
+        raise ValueError(
+            f"space_to_depth must be >= 1, and 1 with an encoder; got {space_to_depth}"
+        )
     if encoder is None:
-        side = 2**depth
+        side = space_to_depth * 2**depth
         if input_shape[0] % side or input_shape[1] % side:
-            raise ValueError(f"input sides must be multiples of 2**depth = {side}")
-        inputs, logits = _classic(input_shape, num_classes, depth, filters, batch_norm, dropout)
+            raise ValueError(f"input sides must be multiples of space_to_depth * 2**depth = {side}")
+        inputs, logits = _classic(
+            input_shape, num_classes, depth, filters, batch_norm, dropout, space_to_depth
+        )
         default = "unet"
     else:
         inputs, logits = _on_encoder(
