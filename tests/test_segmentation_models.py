@@ -91,6 +91,20 @@ def test_unet_with_a_space_to_depth_stem_is_a_unet_on_the_packed_image():
         kapps.create_model("unet", input_shape=(64, 64, 3), encoder="resnet18", space_to_depth=2)
 
 
+@pytest.mark.parametrize("space_to_depth", [1, 2])
+def test_unet_logits_stay_float32_under_mixed_precision(space_to_depth):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = kapps.create_model(
+            "unet", input_shape=(32, 32, 3), filters=4, depth=2, space_to_depth=space_to_depth
+        )
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert model.get_layer("down1_conv1").compute_dtype == "bfloat16"
+    assert model.output.dtype == "float32"
+
+
 @pytest.mark.parametrize("encoder", ["resnet18", "mobilenet", "keras.applications/MobileNetV2"])
 def test_unet_on_an_encoder_takes_a_skip_at_each_stride(encoder):
     model = kapps.create_model(

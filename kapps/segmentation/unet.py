@@ -10,7 +10,9 @@ network has 31,030,658 parameters, the count the tests derive layer by layer
 from Fig. 1.
 Two deliberate differences, both common practice and both switchable: "same"
 padding so the output covers the whole input (the paper crops, its output is
-smaller than its input), and optional batch normalisation.
+smaller than its input), and optional batch normalisation. An addition, off by
+default: a space-to-depth stem (`space_to_depth`), which runs the network on
+b×b patches packed into channels and pixel-shuffles its logits back.
 
 With `encoder=` the contracting path is any classification model built with
 `include_top=False` (kapps name or "keras.applications/…"): its last feature
@@ -72,13 +74,23 @@ def pixel_unshuffle(x, block, name):
     )(x)
 
 
-def pixel_shuffle(x, block, name):
-    """The inverse of `pixel_unshuffle`: the sub-pixel convolution's shuffle (Shi et al. 2016)."""
+def pixel_shuffle(x, block, name, dtype=None):
+    """The inverse of `pixel_unshuffle`: the sub-pixel convolution's shuffle (Shi et al. 2016).
+
+    `dtype="float32"` keeps float32 logits float32 under mixed precision.
+    """
     height, width, channels = x.shape[1:]
     out = channels // (block * block)
-    x = keras.layers.Reshape((height, width, block, block, out), name=f"{name}_split")(x)
-    x = keras.layers.Permute((1, 3, 2, 4, 5), name=f"{name}_permute")(x)
-    return keras.layers.Reshape((height * block, width * block, out), name=f"{name}_merge")(x)
+    layers = (
+        keras.layers.Reshape((height, width, block, block, out), name=f"{name}_split", dtype=dtype),
+        keras.layers.Permute((1, 3, 2, 4, 5), name=f"{name}_permute", dtype=dtype),
+        keras.layers.Reshape(
+            (height * block, width * block, out), name=f"{name}_merge", dtype=dtype
+        ),
+    )
+    for layer in layers:
+        x = layer(x)
+    return x
 
 
 def _classic(input_shape, num_classes, depth, filters, batch_norm, dropout, block=1):
@@ -98,7 +110,7 @@ def _classic(input_shape, num_classes, depth, filters, batch_norm, dropout, bloc
     if block == 1:
         return inputs, segmentation_head(x, num_classes)
     logits = segmentation_head(x, num_classes * block * block)
-    return inputs, pixel_shuffle(logits, block, "depth_to_space")
+    return inputs, pixel_shuffle(logits, block, "depth_to_space", dtype="float32")
 
 
 def _on_encoder(input_shape, num_classes, encoder, skip_layers, decoder_filters, batch_norm):
