@@ -123,6 +123,31 @@ def redact(url):
     return url
 
 
+# Two workers opening an empty database at once both create Optuna's tables;
+# the slower one fails on a name the other has just taken (optuna#1092). Its
+# next attempt finds the tables made.
+SCHEMA_RACE = ("already exists", "duplicate key value")
+SCHEMA_ATTEMPTS = 5
+
+
+def _rdb_storage(url, tune, retry):
+    """`RDBStorage(url)`, tried again while its schema creation races another worker's."""
+    for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url,
+                    heartbeat_interval=tune.heartbeat,
+                    heartbeat_stale_trial_callback=retry,
+                    engine_kwargs=_engine_kwargs(url),
+                )
+        except Exception as err:
+            if attempt == SCHEMA_ATTEMPTS or not any(m in str(err) for m in SCHEMA_RACE):
+                raise
+            time.sleep(0.5 * attempt)
+
+
 def open_storage(url, tune):
     """An Optuna storage for `url` with heartbeats and retries of dead workers' trials.
 
@@ -147,14 +172,7 @@ def open_storage(url, tune):
         # psycopg 3 (the postgres extra), whichever default driver SQLAlchemy has.
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
-                url,
-                heartbeat_interval=tune.heartbeat,
-                heartbeat_stale_trial_callback=retry,
-                engine_kwargs=_engine_kwargs(url),
-            )
+        return _rdb_storage(url, tune, retry)
     except ImportError as err:
         raise ConfigError(
             f"storage {redact(url)} needs a database driver that is not installed ({err.name}); "

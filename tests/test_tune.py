@@ -103,6 +103,34 @@ def test_bad_search_spaces_are_one_line_errors(competition, cli, space, message)
     assert "Traceback" not in result.output
 
 
+def test_a_worker_retries_while_another_creates_the_tables(competition, monkeypatch):
+    import pipelines.tune as tune_module
+    from kapps.errors import ConfigError
+
+    race = 'duplicate key value violates unique constraint "pg_type_typname_nsp_index"'
+    errors, calls, pauses = [race, race], [], []
+
+    def storage(url, **kwargs):
+        calls.append(url)
+        if errors:
+            raise RuntimeError(errors.pop(0))
+        return "storage"
+
+    monkeypatch.setattr(tune_module, "RDBStorage", storage)
+    monkeypatch.setattr(tune_module.time, "sleep", pauses.append)
+    tune = _tune(competition("digits"))
+    assert open_storage("postgresql://u@h/db", tune) == "storage"
+    assert len(calls) == 3 and pauses == [0.5, 1.0]
+    errors[:] = ["password authentication failed for user"]  # not a race: no retry
+    with pytest.raises(ConfigError, match="password authentication failed"):
+        open_storage("postgresql://u@h/db", tune)
+    assert len(calls) == 4
+    errors[:] = [race] * tune_module.SCHEMA_ATTEMPTS  # a race that never ends: one error
+    with pytest.raises(ConfigError, match="duplicate key"):
+        open_storage("postgresql://u@h/db", tune)
+    assert len(calls) == 4 + tune_module.SCHEMA_ATTEMPTS
+
+
 def test_storage_errors_and_helpers(competition, cli, workdir):
     comp = competition("digits")
     bad = cli("tune", comp, SPACE, "--storage", "nosuchdb://x")
