@@ -115,6 +115,7 @@ class TrainConfig(Section):
     weight_decay: float = Field(1e-4, ge=0)  # decoupled weight decay (adamw, sgd)
     momentum: float = Field(0.9, ge=0, lt=1)  # sgd momentum
     warmup_epochs: float = Field(1.0, ge=0)  # linear warm-up before the cosine decay
+    clipnorm: float = Field(0.0, ge=0)  # clip the gradients' global norm to this; 0: off
     label_smoothing: float = Field(0.0, ge=0, lt=1)  # cross-entropy label smoothing
     loss: Literal["ce", "dice", "dice_ce", "focal"] | None = None  # None: the task's default
     patience: int = Field(10, ge=0)  # early-stopping patience in epochs; 0 turns it off

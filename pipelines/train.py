@@ -39,7 +39,10 @@ def precision_policy(mode):
 
 
 def build_optimizer(train, steps_per_epoch):
-    """The optimiser with linear warm-up then cosine decay over the whole run."""
+    """The optimiser with linear warm-up then cosine decay over the whole run.
+
+    `train.clipnorm` clips the gradients' global norm (DETR's recipe: 0.1).
+    """
     total = max(1, train.epochs * steps_per_epoch)
     warmup = min(int(train.warmup_epochs * steps_per_epoch), total - 1)
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -49,14 +52,18 @@ def build_optimizer(train, steps_per_epoch):
         warmup_target=train.lr if warmup else None,
         warmup_steps=warmup,
     )
-    ema = {"use_ema": train.ema, "ema_momentum": train.ema_momentum}
+    common = {
+        "use_ema": train.ema,
+        "ema_momentum": train.ema_momentum,
+        "global_clipnorm": train.clipnorm or None,
+    }
     if train.optimizer == "sgd":
         return keras.optimizers.SGD(
-            schedule, momentum=train.momentum, weight_decay=train.weight_decay or None, **ema
+            schedule, momentum=train.momentum, weight_decay=train.weight_decay or None, **common
         )
     if train.optimizer == "adam":
-        return keras.optimizers.Adam(schedule, **ema)
-    return keras.optimizers.AdamW(schedule, weight_decay=train.weight_decay, **ema)
+        return keras.optimizers.Adam(schedule, **common)
+    return keras.optimizers.AdamW(schedule, weight_decay=train.weight_decay, **common)
 
 
 def _resume_point(run_dir, monitor, mode):

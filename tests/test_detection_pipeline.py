@@ -33,6 +33,7 @@ DETR_SETTINGS = [  # the CPU-sized DETR: 25–50 s per shapes-det epoch on 2 cor
     "train.lr=0.0003",
     "train.batch_size=16",
     "train.warmup_epochs=1",
+    "train.clipnorm=0.1",  # the paper's gradient clipping
     "train.patience=0",
     "augment.mosaic=0",
     "submission.score_threshold=0.05",
@@ -326,6 +327,7 @@ def test_decoded_images_keep_box_scale(shapes_det):
 def test_detr_learns_shapes_det(competition, cli, workdir):
     """DETR on the full shapes-det: its loss falls and validation mAP@.5 passes 0.3."""
     comp = competition("shapes-det")
+    assert cli("prepare", comp).exit_code == 0
     result = cli("train", comp, *DETR_SETTINGS)
     assert result.exit_code == 0, result.output
     run_dir = next((workdir / "runs" / "shapes-det").iterdir())

@@ -108,6 +108,28 @@ def test_ema_and_mixed_precision_train(competition, workdir):
     assert keras.config.dtype_policy().name == "float32"  # policy restored after the run
 
 
+@pytest.mark.parametrize("optimizer", ["adamw", "adam", "sgd"])
+def test_clipnorm_clips_the_global_gradient_norm(competition, optimizer):
+    import keras
+    import numpy as np
+
+    from pipelines.config import load_config
+    from pipelines.train import build_optimizer
+
+    comp = competition("digits")
+    options = [f"train.optimizer={optimizer}", "train.warmup_epochs=0", "train.lr=1"]
+    assert build_optimizer(load_config(comp, options).train, 10).global_clipnorm is None
+    train = load_config(comp, [*options, "train.clipnorm=0.1", "train.momentum=0"]).train
+    clipped = build_optimizer(train, 10)
+    assert clipped.global_clipnorm == 0.1
+    if optimizer == "sgd":  # one plain step of rate 1 moves the weights by the clipped gradient
+        weights = [keras.Variable(np.zeros(3, "float32")) for _ in range(2)]
+        gradients = [np.full(3, 4.0, "float32")] * 2
+        clipped.apply_gradients(zip(gradients, weights, strict=True))
+        moved = np.sqrt(sum(float(np.sum(np.square(w.numpy()))) for w in weights))
+        assert moved == pytest.approx(0.1, rel=1e-4)
+
+
 FAMILY_ROWS = {
     "efficientnet_b0",
     "googlenet",
