@@ -20,7 +20,8 @@ def host_callback(fn, *args, shape, dtype):
         import tensorflow as tf  # only under the tensorflow backend
 
         result = tf.numpy_function(fn, list(args), dtype, stateful=False)
-        return tf.ensure_shape(result, shape)
+        # A dimension known only when the step runs (the batch in `fit`) stays None.
+        return tf.ensure_shape(result, [d if isinstance(d, int) else None for d in shape])
     if backend == "jax":
         import jax
 

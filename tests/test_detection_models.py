@@ -241,6 +241,21 @@ def test_detr_loss_is_the_same_traced_and_eager():
     # `fit` itself: the slow test_teaching_detectors_learn_a_tiny_set[detr_tiny].
 
 
+def test_host_callback_takes_a_batch_size_known_only_at_run_time():
+    """In `fit` the batch dimension is a tensor; the callback's shape must accept it."""
+    import tensorflow as tf
+
+    from pipelines.hostcall import host_callback
+
+    @tf.function(input_signature=[tf.TensorSpec((None, 3), tf.float32)])
+    def doubled(x):
+        shape = (tf.shape(x)[0], 3)
+        return host_callback(lambda a: (2 * a).astype("float32"), x, shape=shape, dtype="float32")
+
+    assert doubled.get_concrete_function().output_shapes.as_list() == [None, 3]
+    np.testing.assert_array_equal(doubled(np.ones((4, 3), "float32")), np.full((4, 3), 2.0))
+
+
 def test_the_detection_pipeline_gives_detr_its_host_callback():
     from pipelines.config import load_config
     from pipelines.hostcall import host_callback
