@@ -279,6 +279,17 @@ def test_shapes_det_runs_end_to_end_and_scores(shapes_det, cli, workdir):
     assert (submission["PredictionString"] == "").all()
 
 
+def test_a_tiny_detr_trains_and_predicts_through_the_pipeline(shapes_det, cli, workdir):
+    """The pipeline traces DETR's step around its host-side matching (batch size unknown)."""
+    model = "model.args={backbone: lenet5, hidden_dim: 32, encoder_layers: 1, ffn_dim: 64}"
+    result = cli("run", shapes_det, *QUICK, "model.name=detr_tiny", model, "train.clipnorm=0.1")
+    assert result.exit_code == 0, result.output
+    run_dir = next((workdir / "runs" / "shapes-det").iterdir())
+    history = pd.read_csv(run_dir / "history.csv")
+    assert np.isfinite(history["loss"]).all() and len(history) == 1
+    assert (run_dir / "submission.csv").is_file()
+
+
 def test_bad_box_is_one_line_from_the_cli(shapes_det, cli, workdir):
     path = shapes_det / "data" / "train.csv"
     frame = pd.read_csv(path, dtype={"image_id": str})
