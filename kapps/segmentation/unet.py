@@ -62,16 +62,20 @@ def segmentation_head(x, num_classes, name="logits"):
     return keras.layers.Conv2D(num_classes, 1, dtype="float32", name=name)(x)
 
 
+def _regroup(x, split, merged, name, dtype=None):
+    """Reshape to `split` (5-D), swap its axes 2 and 3, reshape to `merged` (Keras layers only)."""
+    x = keras.layers.Reshape(split, name=f"{name}_split", dtype=dtype)(x)
+    x = keras.layers.Permute((1, 3, 2, 4, 5), name=f"{name}_permute", dtype=dtype)(x)
+    return keras.layers.Reshape(merged, name=f"{name}_merge", dtype=dtype)(x)
+
+
 def pixel_unshuffle(x, block, name):
     """Move each block×block patch of pixels into channels: (H, W, C) → (H/b, W/b, b·b·C)."""
     height, width, channels = x.shape[1:]
-    x = keras.layers.Reshape(
-        (height // block, block, width // block, block, channels), name=f"{name}_split"
-    )(x)
-    x = keras.layers.Permute((1, 3, 2, 4, 5), name=f"{name}_permute")(x)
-    return keras.layers.Reshape(
-        (height // block, width // block, block * block * channels), name=f"{name}_merge"
-    )(x)
+    rows, cols = height // block, width // block
+    return _regroup(
+        x, (rows, block, cols, block, channels), (rows, cols, block * block * channels), name
+    )
 
 
 def pixel_shuffle(x, block, name, dtype=None):
@@ -81,16 +85,9 @@ def pixel_shuffle(x, block, name, dtype=None):
     """
     height, width, channels = x.shape[1:]
     out = channels // (block * block)
-    layers = (
-        keras.layers.Reshape((height, width, block, block, out), name=f"{name}_split", dtype=dtype),
-        keras.layers.Permute((1, 3, 2, 4, 5), name=f"{name}_permute", dtype=dtype),
-        keras.layers.Reshape(
-            (height * block, width * block, out), name=f"{name}_merge", dtype=dtype
-        ),
+    return _regroup(
+        x, (height, width, block, block, out), (height * block, width * block, out), name, dtype
     )
-    for layer in layers:
-        x = layer(x)
-    return x
 
 
 def _classic(input_shape, num_classes, depth, filters, batch_norm, dropout, block=1):
