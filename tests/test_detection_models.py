@@ -1,5 +1,7 @@
 """The YOLO detector: its size, label assignment, loss and non-max suppression."""
 
+import inspect
+
 import numpy as np
 import pytest
 from keras import ops
@@ -306,3 +308,18 @@ def test_detr_resnet50_has_the_papers_size():
     # Table 1: DETR with ResNet-50, 41 M parameters.
     model = kapps.create_model("detr_resnet50", input_shape=(800, 800, 3), num_classes=91)
     assert 41.0e6 < trainable(model) < 42.0e6
+
+
+@pytest.mark.parametrize("name", ["yolo_n", "yolov1_tiny", "detr_tiny"])
+def test_detector_config_records_every_constructor_argument(name):
+    """A saved detector comes back with its settings, not the defaults."""
+    entry = kapps.get_entry(name)
+    model = kapps.create_model(
+        name, **entry.test_kwargs, score_threshold=0.123, iou_threshold=0.456, max_detections=7
+    )
+    config = model.get_config()
+    arguments = set(inspect.signature(type(model).__init__).parameters) - {"self", "kwargs"}
+    assert arguments <= set(config)
+    clone = type(model).from_config(config)
+    assert clone.get_config() == config
+    assert (clone.score_threshold, clone.iou_threshold, clone.max_detections) == (0.123, 0.456, 7)

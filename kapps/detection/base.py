@@ -14,7 +14,30 @@ class Detector(keras.Model):
     → candidate boxes (B, K, 4) xyxy in input pixels and their class scores
     (B, K, C). Decoding and class-wise non-max suppression then run inside
     the predict step, so a saved `.keras` file predicts boxes directly.
+
+    `get_config` records the constructor's arguments: `input_shape`,
+    `num_classes`, the subclass's `config_keys` (each read from the attribute
+    of that name, or the one `config_attributes` names) and the suppression
+    settings; `from_config` calls the constructor with them.
     """
+
+    config_keys = ()
+    config_attributes = {}
+
+    def get_config(self):
+        config = {
+            "name": self.name,
+            "trainable": self.trainable,
+            "input_shape": self.image_shape,
+            "num_classes": self.num_classes,
+        }
+        for key in (*self.config_keys, "score_threshold", "iou_threshold", "max_detections"):
+            config[key] = getattr(self, self.config_attributes.get(key, key))
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
     def boxes_and_scores(self, raw):
         raise NotImplementedError

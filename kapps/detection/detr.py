@@ -230,6 +230,18 @@ class DETR(Detector):
             removes exact duplicates).
     """
 
+    config_keys = (
+        "backbone",
+        "hidden_dim",
+        "encoder_layers",
+        "decoder_layers",
+        "heads",
+        "ffn_dim",
+        "num_queries",
+        "dropout",
+        "feature_stride",
+    )
+
     def __init__(
         self,
         input_shape,
@@ -399,30 +411,6 @@ class DETR(Detector):
         height, width = self.image_shape[:2]
         scale = ops.convert_to_tensor([width, height, width, height], "float32")
         return _cxcywh_to_xyxy(boxes) * scale, ops.softmax(logits, axis=-1)[..., :-1]
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "input_shape": self.image_shape,
-            "num_classes": self.num_classes,
-            "backbone": self.backbone,
-            "hidden_dim": self.hidden_dim,
-            "encoder_layers": self.encoder_layers,
-            "decoder_layers": self.decoder_layers,
-            "heads": self.heads,
-            "ffn_dim": self.ffn_dim,
-            "num_queries": self.num_queries,
-            "dropout": self.dropout,
-            "feature_stride": self.feature_stride,
-            "score_threshold": self.score_threshold,
-            "iou_threshold": self.iou_threshold,
-            "max_detections": self.max_detections,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 @register_model(

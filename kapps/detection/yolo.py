@@ -195,6 +195,16 @@ class YOLO(Detector):
         loss_weights: `{"box", "cls", "dfl"}` weights of the three losses.
     """
 
+    config_keys = (
+        "backbone",
+        "depth_multiple",
+        "width_multiple",
+        "max_channels",
+        "reg_max",
+        "top_k",
+        "loss_weights",
+    )
+
     def __init__(
         self,
         input_shape,
@@ -301,28 +311,6 @@ class YOLO(Detector):
     def boxes_and_scores(self, raw):
         boxes, logits, _ = self.decode(raw)
         return boxes, ops.sigmoid(logits)
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "input_shape": self.image_shape,
-            "num_classes": self.num_classes,
-            "backbone": self.backbone,
-            "depth_multiple": self.depth_multiple,
-            "width_multiple": self.width_multiple,
-            "max_channels": self.max_channels,
-            "reg_max": self.reg_max,
-            "score_threshold": self.score_threshold,
-            "iou_threshold": self.iou_threshold,
-            "max_detections": self.max_detections,
-            "top_k": self.top_k,
-            "loss_weights": self.loss_weights,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 @register_model(

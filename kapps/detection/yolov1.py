@@ -61,6 +61,18 @@ class YOLOv1(Detector):
         score_threshold, iou_threshold, max_detections: what `predict` keeps.
     """
 
+    config_keys = (
+        "grid",
+        "boxes_per_cell",
+        "layers",
+        "width",
+        "dense_units",
+        "dropout",
+        "coord_weight",
+        "noobj_weight",
+    )
+    config_attributes = {"layers": "layers_kind"}
+
     def __init__(
         self,
         input_shape,
@@ -188,29 +200,6 @@ class YOLOv1(Detector):
         return ops.reshape(boxes, (-1, count, 4)), ops.reshape(
             scores, (-1, count, self.num_classes)
         )
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "input_shape": self.image_shape,
-            "num_classes": self.num_classes,
-            "grid": self.grid,
-            "boxes_per_cell": self.boxes_per_cell,
-            "layers": self.layers_kind,
-            "width": self.width,
-            "dense_units": self.dense_units,
-            "dropout": self.dropout,
-            "coord_weight": self.coord_weight,
-            "noobj_weight": self.noobj_weight,
-            "score_threshold": self.score_threshold,
-            "iou_threshold": self.iou_threshold,
-            "max_detections": self.max_detections,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 @register_model(
