@@ -278,6 +278,14 @@ def test_shapes_det_runs_end_to_end_and_scores(shapes_det, cli, workdir):
     submission = pd.read_csv(run_dir / "submission.csv", dtype=str, keep_default_na=False)
     assert (submission["PredictionString"] == "").all()
 
+    # A corrupt test image stops prediction in one line and keeps the submission.
+    before = (run_dir / "submission.csv").read_text()
+    test_image = sorted((shapes_det / "data" / "test").glob("*.jpg"))[1]
+    replicas.corrupt(test_image)
+    result = cli("predict", run_dir)
+    assert_one_line_error(result, test_image.name, "prediction stopped")
+    assert (run_dir / "submission.csv").read_text() == before
+
 
 def test_a_tiny_detr_trains_and_predicts_through_the_pipeline(shapes_det, cli, workdir):
     """The pipeline traces DETR's step around its host-side matching (batch size unknown)."""

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from kapps.segmentation import rle
-from tests.conftest import FAST, prepare_module
-from tests.replicas import carvana
+from tests.conftest import FAST, assert_one_line_error, prepare_module
+from tests.replicas import carvana, corrupt
 
 TINY = [*FAST, "data.image_size=[32,32]", "model.args.filters=4", "model.args.depth=2"]
 
@@ -84,6 +84,14 @@ def test_shapes_seg_runs_end_to_end_and_scores_its_submission(shapes, cli):
         assert (run / plot).stat().st_size > 5_000
     assert "rle_order: F" in (run / "config.yaml").read_text()
     assert cli("submit", run).exit_code == 0
+
+    # A corrupt test image stops prediction in one line and keeps the submission.
+    before = (run / "submission.csv").read_text()
+    test_image = sorted((shapes / "data" / "test").glob("*.jpg"))[0]
+    corrupt(test_image)
+    result = cli("predict", run)
+    assert_one_line_error(result, test_image.name, "prediction stopped")
+    assert (run / "submission.csv").read_text() == before
 
 
 def test_perfect_submission_scores_one_and_empty_one_less(shapes, cli):

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from kapps.errors import DataError
 from pipelines.data.batching import drop_remainder
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -128,6 +129,16 @@ def decoded_images(source, image_size, channels, cache="memory", cache_path=None
     skipped = sorted(set(rows) - set(decoded))
     skipped_files = [source.paths[i] for i in skipped] if source.paths else []
     return ImageSet(dataset, decoded, skipped_files)
+
+
+def require_decoded(images):
+    """Stop prediction, in one line, when a test image could not be decoded."""
+    if images.skipped:
+        more = f" and {len(images.skipped) - 1} more" if len(images.skipped) > 1 else ""
+        raise DataError(
+            f"test image cannot be decoded: {images.skipped[0]}{more}; prediction stopped"
+        )
+    return images
 
 
 def batched(image_set, labels=None, *, batch_size, shuffle=False, augment=None, seed=0):

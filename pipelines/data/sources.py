@@ -155,3 +155,17 @@ def read_test_source(cfg):
     require_columns(frame, [id_column], test)
     ids = frame[id_column].to_numpy()
     return ImageSource(ids=ids, paths=_image_paths(cfg.data_dir, data.test_images, ids, "test"))
+
+
+def read_test_images(cfg):
+    """The test images by id, each once (as text, in the file's order), with their paths.
+
+    For detection and segmentation, whose test file lists the images to predict.
+    """
+    test = cfg.data_path(cfg.data.test)
+    frame = read_csv(test, "test file", ids_as_text=True)
+    id_column = submission_id_column(cfg)
+    if id_column not in frame.columns:
+        raise DataError(f"{test}: no id column {id_column!r}")
+    ids = frame[id_column].astype(str).drop_duplicates().to_numpy()
+    return ImageSource(ids=ids, paths=_image_paths(cfg.data_dir, cfg.data.test_images, ids, "test"))

@@ -13,6 +13,7 @@ from pipelines.cam import write_cam_grid
 from pipelines.cv import duplicates_across_folds, split_rows
 from pipelines.data import batched, decoded_images, read_test_source, read_train_source
 from pipelines.data.augment import build_augmenter, tta_views
+from pipelines.data.images import require_decoded
 from pipelines.plots import plot_confusion_matrix, plot_image_grid
 from pipelines.submit import label_frame, probability_frame
 from pipelines.tasks.base import Task, TrainingData
@@ -99,12 +100,7 @@ class ClassificationTask(Task):
 
     def test_data(self, run_dir):
         source = read_test_source(self.cfg)
-        images = self._images(source, run_dir, "test")
-        if images.skipped:
-            more = f" and {len(images.skipped) - 1} more" if len(images.skipped) > 1 else ""
-            raise DataError(
-                f"test image cannot be decoded: {images.skipped[0]}{more}; prediction stopped"
-            )
+        images = require_decoded(self._images(source, run_dir, "test"))
         return batched(images, batch_size=self.cfg.train.batch_size), source.ids
 
     # Model -----------------------------------------------------------------

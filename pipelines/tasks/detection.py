@@ -8,8 +8,9 @@ from pipelines.cv import split_rows
 from pipelines.data import batched, decoded_images
 from pipelines.data.augment import build_augmenter
 from pipelines.data.boxes import batched_detections, decoded_detection_set, read_box_source
+from pipelines.data.images import require_decoded
 from pipelines.data.masks import image_sizes
-from pipelines.data.sources import ImageSource, _image_paths, read_csv, submission_id_column
+from pipelines.data.sources import read_test_images
 from pipelines.hostcall import host_callback
 from pipelines.plots import plot_detections, plot_precision_recall
 from pipelines.submit import boxes_frame, parse_box_string
@@ -98,21 +99,12 @@ class DetectionTask(Task):
 
     def test_data(self, run_dir):
         cfg = self.cfg
-        frame = read_csv(cfg.data_path(cfg.data.test), "test file", ids_as_text=True)
-        id_column = submission_id_column(cfg)
-        if id_column not in frame.columns:
-            raise DataError(f"{cfg.data_path(cfg.data.test)}: no id column {id_column!r}")
-        ids = frame[id_column].astype(str).drop_duplicates().to_numpy()
-        paths = _image_paths(cfg.data_dir, cfg.data.test_images, ids, "test")
-        self._test_sizes = [tuple(s) for s in image_sizes(paths)]
-        images = decoded_images(
-            ImageSource(ids=ids, paths=paths), cfg.data.image_size, cfg.data.channels, cache="none"
+        source = read_test_images(cfg)
+        self._test_sizes = [tuple(s) for s in image_sizes(source.paths)]
+        images = require_decoded(
+            decoded_images(source, cfg.data.image_size, cfg.data.channels, cache="none")
         )
-        if images.skipped:
-            raise DataError(
-                f"test image cannot be decoded: {images.skipped[0]}; prediction stopped"
-            )
-        return batched(images, batch_size=cfg.train.batch_size), ids
+        return batched(images, batch_size=cfg.train.batch_size), source.ids
 
     # Model -----------------------------------------------------------------
     def build_model(self):

@@ -15,6 +15,7 @@ from kapps.segmentation.losses import MeanDice, SegmentationLoss
 from pipelines.cv import duplicates_across_folds, split_rows
 from pipelines.data import batched, decoded_images
 from pipelines.data.augment import build_augmenter, tta_views
+from pipelines.data.images import require_decoded
 from pipelines.data.masks import (
     batched_pairs,
     decoded_pairs,
@@ -22,7 +23,7 @@ from pipelines.data.masks import (
     image_sizes,
     read_mask_source,
 )
-from pipelines.data.sources import ImageSource, _image_paths, read_csv, submission_id_column
+from pipelines.data.sources import read_csv, read_test_images
 from pipelines.plots import plot_bars, plot_mask_overlays
 from pipelines.submit import rle_frame
 from pipelines.tasks.base import Task, TrainingData
@@ -118,24 +119,13 @@ class SegmentationTask(Task):
 
     def test_data(self, run_dir):
         cfg = self.cfg
-        frame = read_csv(cfg.data_path(cfg.data.test), "test file", ids_as_text=True)
-        id_column = submission_id_column(cfg)
-        if id_column not in frame.columns:
-            raise DataError(f"{cfg.data_path(cfg.data.test)}: no id column {id_column!r}")
-        ids = frame[id_column].drop_duplicates().to_numpy()
-        paths = _image_paths(cfg.data_dir, cfg.data.test_images, ids, "test")
-        sizes = image_sizes(paths)
-        self._test_sizes = {str(i): tuple(s) for i, s in zip(ids, sizes, strict=True)}
-        images = decoded_images(
-            ImageSource(ids=ids, paths=paths),
-            cfg.data.image_size,
-            cfg.data.channels,
-            cache="none",
+        source = read_test_images(cfg)
+        sizes = image_sizes(source.paths)
+        self._test_sizes = {i: tuple(s) for i, s in zip(source.ids, sizes, strict=True)}
+        images = require_decoded(
+            decoded_images(source, cfg.data.image_size, cfg.data.channels, cache="none")
         )
-        if images.skipped:
-            first = images.skipped[0]
-            raise DataError(f"test image cannot be decoded: {first}; prediction stopped")
-        return batched(images, batch_size=cfg.train.batch_size), ids
+        return batched(images, batch_size=cfg.train.batch_size), source.ids
 
     # Model -----------------------------------------------------------------
     def model_kwargs(self):
