@@ -26,10 +26,10 @@ QUICK = [
     "train.jit_compile=false",  # XLA compiles a YOLO for over a minute on 2 cores
 ]
 
-DETR_SETTINGS = [  # the CPU-sized DETR: 25–50 s per shapes-det epoch on 2 cores
+DETR_SETTINGS = [  # the CPU-sized DETR: 13–20 s per shapes-det epoch on 2 cores, ~1 h
     "model.name=detr_tiny",
     "model.args={backbone: mobilenet_050, feature_stride: 16, dropout: 0.0}",  # see README
-    "train.epochs=30",
+    "train.epochs=200",  # mAP@.5: 0.05 after 30 epochs, 0.17 after 90, 0.30 after 200
     "train.lr=0.0003",
     "train.batch_size=16",
     "train.warmup_epochs=1",
