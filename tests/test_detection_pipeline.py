@@ -331,6 +331,16 @@ def test_global_wheat_replica_runs(competition, cli, workdir):
         assert (boxes >= 0).all() and (boxes <= 128).all()  # the original image's pixels
 
 
+def test_test_images_are_listed_once_with_their_paths(shapes_det):
+    from pipelines.data.sources import read_test_images
+
+    source = read_test_images(load_config(shapes_det))
+    assert list(source.ids) == [f"{i:05d}" for i in range(40, 48)]
+    assert all(p.endswith(f"test/{i}.jpg") for p, i in zip(source.paths, source.ids, strict=True))
+    with pytest.raises(DataError, match="no id column 'nope'"):
+        read_test_images(load_config(shapes_det, ["data.id_column=nope"]))
+
+
 def test_decoded_images_keep_box_scale(shapes_det):
     cfg = load_config(shapes_det)
     source = read_box_source(cfg)
