@@ -83,6 +83,22 @@ def test_csv_paths_and_corrupt_training_image_is_skipped(tmp_path):
     assert sum(1 for _ in images.dataset) == 7
 
 
+def test_file_decoder_is_traced_once_per_size(tmp_path):
+    """Each split, fold and prediction reuses the traced decode; sizes stay apart."""
+    from pipelines.data.images import _file_decoder
+    from pipelines.data.sources import ImageSource
+
+    data = replicas.dogs_vs_cats(tmp_path / "data", n_train=6, n_test=2)
+    paths = sorted(str(p) for p in (data / "train").glob("*.jpg"))
+    source = ImageSource(ids=np.arange(6), labels=np.arange(6) % 2, paths=paths)
+    shapes = {}
+    for size in [(24, 20), (16, 16), (24, 20)]:
+        images = decoded_images(source, size, 3, cache="none")
+        shapes[size] = {tuple(image.shape) for image, _ in images.dataset}
+    assert shapes == {(24, 20): {(24, 20, 3)}, (16, 16): {(16, 16, 3)}}
+    assert _file_decoder((24, 20), 3).experimental_get_tracing_count() == 1
+
+
 def test_missing_image_and_missing_file(tmp_path):
     data = replicas.dogs_vs_cats(tmp_path / "data", n_train=4, n_test=2)
     (data / "test" / "2.jpg").unlink()

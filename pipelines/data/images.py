@@ -7,6 +7,7 @@ cache, so it costs no extra decoding. Random augmentation runs after the cache,
 on batches, with Keras preprocessing layers.
 """
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +49,20 @@ def _decode_jpeg_reduced(data, image_size, channels):
         lambda r=r: tf.io.decode_jpeg(data, channels=channels, ratio=r) for r in JPEG_RATIOS
     ]
     return tf.switch_case(index, decoders)
+
+
+@functools.cache
+def _file_decoder(image_size, channels):
+    """`_decode_file` for one output size, traced once per process.
+
+    Every split, fold and prediction builds its own tf.data map; calling one
+    traced function from each saves re-tracing the decode branches each time
+    (tens of milliseconds a call, most of a small split's decoding).
+    """
+    return tf.function(
+        lambda path: _decode_file(path, image_size, channels),
+        input_signature=[tf.TensorSpec([], tf.string)],
+    )
 
 
 def _decode_file(path, image_size, channels):
@@ -115,15 +130,21 @@ def decoded_images(source, image_size, channels, cache="memory", cache_path=None
             num_parallel_calls=AUTOTUNE,
         )
     else:
+        decode = _file_decoder(image_size, channels)
         dataset = tf.data.Dataset.from_tensor_slices((source.paths, rows))
         dataset = dataset.map(
-            lambda path, i: (_decode_file(path, image_size, channels), i),
+            lambda path, i: (decode(path), i),
             num_parallel_calls=AUTOTUNE,
             deterministic=True,
         ).ignore_errors()
     dataset = _cache(dataset, cache, cache_path)
-    indices = dataset.map(lambda _, i: i).batch(4096).as_numpy_iterator()  # batched: no
-    decoded = np.concatenate([np.zeros(0, np.int64), *indices])  # Python call per image
+    indices = dataset.map(lambda _, i: i).batch(4096)  # batched: no Python call per image
+    # This one pass needs none of tf.data's graph rewrites (the map is already
+    # parallel); skipping them saves their time when the iterator is made.
+    options = tf.data.Options()
+    options.experimental_optimization.apply_default_optimizations = False
+    indices = indices.with_options(options).as_numpy_iterator()
+    decoded = np.concatenate([np.zeros(0, np.int64), *indices])
     # Skipping leaves the size unknown to tf.data; it is known now.
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(decoded)))
     skipped = sorted(set(rows) - set(decoded))
