@@ -4,7 +4,10 @@ COCO's mAP@[.5:.95] and mAP@.5 are pycocotools' own `COCOeval` on in-memory
 ground truth and detections (no hand-written COCO mAP). Global Wheat scores
 each image by the mean, over IoU thresholds 0.5, 0.55, …, 0.75, of
 TP / (TP + FP + FN), matching the most confident predictions first, and
-averages over images.
+averages over images. As the competition defines it, a prediction is a hit
+when its IoU is *greater than* the threshold (IoU exactly 0.5 misses at 0.5);
+an image with neither true nor predicted boxes scores 1, one with only one
+of them 0.
 """
 
 import contextlib
@@ -15,7 +18,8 @@ from pycocotools import mask as coco_mask
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-WHEAT_THRESHOLDS = np.arange(0.5, 0.76, 0.05)
+# Written out: np.arange(0.5, 0.76, 0.05) gives 0.6000000000000001 and its kin.
+WHEAT_THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75)
 
 
 def _xywh(boxes):
@@ -100,7 +104,7 @@ def wheat_image_score(truth_boxes, boxes, scores):
         for row in overlaps:  # most confident prediction first
             candidates = np.where(free, row, -1.0)
             best = int(np.argmax(candidates))
-            if candidates[best] >= threshold:
+            if candidates[best] > threshold:
                 free[best] = False
                 hits += 1
         misses = len(boxes) - hits

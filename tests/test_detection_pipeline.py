@@ -74,6 +74,22 @@ def test_wheat_metric_on_a_hand_made_case():
     assert wheat_score(truths, found) == pytest.approx(1 / 3)
 
 
+
+@pytest.mark.parametrize(
+    ("box", "expected"),
+    [
+        # IoU exactly 0.5 is not above 0.5: a miss at every threshold.
+        ([0, 0, 10, 5], 0.0),
+        # IoU exactly 0.6: a hit at 0.5 and 0.55 only (above), a miss from 0.6 on.
+        ([0, 0, 10, 6], 2 / 6),
+        ([0, 0, 10, 7], 4 / 6),  # IoU 0.7: hits at .5 .55 .6 .65
+    ],
+)
+def test_wheat_metric_counts_a_hit_only_above_each_threshold(box, expected):
+    truth = np.array([[0, 0, 10, 10]], float)
+    assert wheat_image_score(truth, np.array([box], float), [0.9]) == pytest.approx(expected)
+
+
 # Writers -----------------------------------------------------------------------
 
 

@@ -11,10 +11,12 @@ import pytest
 from kapps.errors import DataError
 from pipelines.data.text import (
     CharTokenizer,
+    WordTokenizer,
     fit_tokenizer,
     load_tokenizer,
     read_corpus,
     split_by_position,
+    split_text,
     windows,
 )
 from pipelines.ngram import KneserNey, ngram_baseline
@@ -238,11 +240,24 @@ def test_subword_tokenizers_train_offline_and_round_trip(tmp_path, kind):
 
 
 def test_validation_is_the_tail_of_the_corpus():
-    ids = np.arange(1000)
-    train, val = split_by_position(ids, 0.1, 32)
-    assert train.tolist() == list(range(900)) and val.tolist() == list(range(900, 1000))
+    text = "".join(chr(ord("a") + i % 26) for i in range(1000))
+    tokenizer = CharTokenizer.fit(text)
+    corpus = split_by_position(text, 0.1, 32, tokenizer)
+    assert len(corpus.train_ids) == 900 and corpus.val_text == text[900:]
+    assert tokenizer.decode(corpus.val_ids) == text[900:]
     with pytest.raises(DataError, match="too short"):
-        split_by_position(np.arange(60), 0.1, 32)
+        split_by_position(text[:60], 0.1, 32, CharTokenizer.fit(text))
+
+
+def test_bits_per_character_count_the_written_characters_with_the_word_tokenizer():
+    # The word tokenizer lower-cases, drops spaces and decodes an unknown word as
+    # "[unk]": decoded, the validation text would have another length.
+    text = "The Cat sat. " * 80 + "Zebras   GALLOP, Quickly!" * 8
+    tokenizer = WordTokenizer.fit(split_text(text, 0.2)[0], 50)
+    corpus = split_by_position(text, 0.2, 4, tokenizer)
+    assert corpus.val_text == text[-len(corpus.val_text) :]
+    assert len(corpus.val_text) == len(text) - round(len(text) * 0.8)
+    assert len(tokenizer.decode(corpus.val_ids)) != len(corpus.val_text)
 
 
 def test_windows_predict_the_next_token_and_move_between_epochs():

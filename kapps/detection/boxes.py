@@ -80,8 +80,9 @@ def non_max_suppression(
     scores, order = ops.top_k(scores, count)
     boxes = ops.take_along_axis(boxes, order[..., None], axis=1)
     labels = ops.take_along_axis(labels, order, axis=1)
-    # Shifting each class far apart makes one IoU matrix class-wise.
-    span = ops.max(ops.abs(boxes)) + 1.0
+    # Shifting class k by k × (the coordinates' whole range + 1) puts every class
+    # in a region no other class reaches, so one IoU matrix is class-wise.
+    span = ops.max(boxes) - ops.min(boxes) + 1.0
     shifted = boxes + ops.cast(labels, boxes.dtype)[..., None] * span
     overlaps = pairwise_iou(shifted, shifted) > iou_threshold  # (B, K, K)
     later = ops.arange(count)[None, :] > ops.arange(count)[:, None]  # j after i

@@ -86,16 +86,17 @@ def recall_at_k(ranks, k):
 def mean_average_precision_at_k(top_indices, relevant, k):
     """mAP@k: average precision over the first `k` results, per query, averaged.
 
-    A query's AP@k divides by min(k, number of relevant items), as Kaggle's
-    MAP@k does.
+    A query's AP@k divides by min(k, number of relevant items), and an item
+    listed twice counts at its first place only, as Kaggle's `apk` does.
     """
     total = 0.0
     for found, wanted in zip(top_indices, relevant, strict=True):
         found, wanted = list(found)[:k], set(wanted)
-        hits, precision = 0, 0.0
+        hits, precision, seen = 0, 0.0, set()
         for position, item in enumerate(found, start=1):
-            if item in wanted:
+            if item in wanted and item not in seen:
                 hits += 1
                 precision += hits / position
+            seen.add(item)
         total += precision / max(1, min(k, len(wanted)))
     return total / max(1, len(relevant))

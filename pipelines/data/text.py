@@ -9,6 +9,7 @@ validation text is seen in training.
 import json
 import re
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -222,18 +223,40 @@ def load_tokenizer(folder):
 # Windows -------------------------------------------------------------------------
 
 
-def split_by_position(ids, val_fraction, seq_len):
-    """`(train_ids, val_ids)`: the last `val_fraction` of the corpus is validation."""
-    ids = np.asarray(ids, dtype=np.int32)
-    cut = int(round(len(ids) * (1 - val_fraction)))
+@dataclass
+class Corpus:
+    """A corpus split by position: token ids of each part, and the validation text."""
+
+    train_ids: np.ndarray
+    val_ids: np.ndarray
+    val_text: str  # as written: bits per character divide by its length
+
+
+def split_text(text, val_fraction):
+    """`(train_text, val_text)`: the last `val_fraction` of the characters is validation."""
+    cut = int(round(len(text) * (1 - val_fraction)))
+    return text[:cut], text[cut:]
+
+
+def split_by_position(text, val_fraction, seq_len, tokenizer):
+    """The corpus split by characters (`split_text`), each part encoded on its own.
+
+    The validation text keeps its own characters, so bits per character count
+    what was written, not what a lossy tokenizer (lower-cased words, `[unk]`)
+    decodes back.
+    """
+    train_text, val_text = split_text(text, val_fraction)
+    train_ids, val_ids = (
+        np.asarray(tokenizer.encode(part), dtype=np.int32) for part in (train_text, val_text)
+    )
     need = seq_len + 1
-    if cut < need or len(ids) - cut < need:
+    if len(train_ids) < need or len(val_ids) < need:
         raise DataError(
-            f"the corpus has {len(ids):,} tokens: too short for windows of {seq_len} tokens "
-            f"in both training ({cut:,}) and validation ({len(ids) - cut:,}); "
-            "lower data.seq_len or add text"
+            f"the corpus has {len(train_ids) + len(val_ids):,} tokens: too short for windows "
+            f"of {seq_len} tokens in both training ({len(train_ids):,}) and validation "
+            f"({len(val_ids):,}); lower data.seq_len or add text"
         )
-    return ids[:cut], ids[cut:]
+    return Corpus(train_ids, val_ids, val_text)
 
 
 def window_count(ids, seq_len):

@@ -18,6 +18,7 @@ from pipelines.data.text import (
     read_corpus,
     saved_tokenizer,
     split_by_position,
+    split_text,
     window_count,
     windows,
 )
@@ -47,17 +48,18 @@ class TextTask(Task):
         data, train = self.cfg.data, self.cfg.train
         text = read_corpus(self.cfg.data_path(data.train), data.text_column)
         # Trained on the training part only, once per run (kept when resuming).
-        cut = int(round(len(text) * (1 - data.val_fraction)))
+        train_text, _ = split_text(text, data.val_fraction)
         self.tokenizer = load_tokenizer(run_dir) or fit_tokenizer(
-            text[:cut], data.tokenizer, data.vocab_size, run_dir
+            train_text, data.tokenizer, data.vocab_size, run_dir
         )
-        ids = self.tokenizer.encode(text)
-        train_ids, val_ids = split_by_position(ids, data.val_fraction, data.seq_len)
+        corpus = split_by_position(text, data.val_fraction, data.seq_len, self.tokenizer)
+        train_ids, val_ids = corpus.train_ids, corpus.val_ids
         self.train_ids, self.val_ids = train_ids, val_ids
-        self.val_chars = len(self.tokenizer.decode(val_ids))
-        self.val_text = self.tokenizer.decode(val_ids[: 4 * PROMPT_CHARS])
+        self.val_chars = len(corpus.val_text)
+        self.val_text = corpus.val_text
         note = (
-            f"corpus: {len(text):,} characters → {len(ids):,} {data.tokenizer} tokens "
+            f"corpus: {len(text):,} characters → {len(train_ids) + len(val_ids):,} "
+            f"{data.tokenizer} tokens "
             f"(vocabulary {self.tokenizer.vocab_size:,}); training on the first "
             f"{len(train_ids):,}, validating on the last {len(val_ids):,}"
         )
