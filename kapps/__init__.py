@@ -5,7 +5,7 @@
 """
 
 from kapps import classification, detection, retrieval, segmentation, text  # noqa: F401  (registers the builders)
-from kapps.errors import ConfigError, DataError, KappsError, SubmissionError
+from kapps.errors import ConfigError, KappsError
 from kapps.features import feature_extractor, feature_layers
 from kapps.flops import count_flops
 from kapps.registry import create_model, get_entry, list_models, register_model
@@ -14,9 +14,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
-    "DataError",
     "KappsError",
-    "SubmissionError",
     "count_flops",
     "create_model",
     "feature_extractor",

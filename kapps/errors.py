@@ -1,4 +1,6 @@
-"""Errors a user can cause. The CLI prints their message on one line and exits 2.
+"""Errors a user can cause in kapps. The CLI prints their message on one line and exits 2.
+
+The data and submission errors, which only the engine raises, are in `pipelines.errors`.
 
 Anything else that escapes is a bug and keeps its traceback.
 """
@@ -10,14 +12,6 @@ class KappsError(Exception):
 
 class ConfigError(KappsError, ValueError):
     """A config value, key or model argument is invalid."""
-
-
-class DataError(KappsError):
-    """A data file is missing, unreadable or malformed."""
-
-
-class SubmissionError(KappsError):
-    """A submission does not match `sample_submission.csv`."""
 
 
 class UnknownModelError(ConfigError, KeyError):

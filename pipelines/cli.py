@@ -133,9 +133,9 @@ def prepare(competition: Competition, overrides: Overrides = None, override: Ove
 @user_errors
 def train(competition: Competition, overrides: Overrides = None, override: OverrideFiles = None):
     """Train into runs/<competition>/<run>; re-running resumes an interrupted run."""
-    from pipelines.train import train as train_run
+    from pipelines.cv import train_folds_or_one
 
-    metrics = train_run(_config(competition, overrides, override), log=_log)
+    metrics = train_folds_or_one(_config(competition, overrides, override), log=_log)
     console.print(summary_table(metrics, "training"))
 
 
@@ -166,8 +166,9 @@ def submit(
     """Validate a run's submission.csv against sample_submission.csv; --kaggle uploads it."""
     from pipelines.predict import check_submission, load_run
     from pipelines.prepare import kaggle_submit
+    from pipelines.runs import RunFolder
 
-    path = file or Path(run_dir) / "submission.csv"
+    path = file or RunFolder(run_dir).submission
     rows = check_submission(run_dir, file)
     _log(f"[green]valid:[/] {path} ({rows} rows)")
     if kaggle:
@@ -184,14 +185,14 @@ def submit(
 @user_errors
 def run(competition: Competition, overrides: Overrides = None, override: OverrideFiles = None):
     """Prepare, train, predict, score and write the submission: the whole competition."""
+    from pipelines.cv import train_folds_or_one
     from pipelines.predict import predict as predict_run
     from pipelines.prepare import prepare as prepare_data
-    from pipelines.train import train as train_run
 
     start = time.perf_counter()
     cfg = _config(competition, overrides, override)
     prepare_data(cfg, log=_log)
-    metrics = train_run(cfg, log=_log)
+    metrics = train_folds_or_one(cfg, log=_log)
     metrics.update(predict_run(metrics["run_dir"], log=_log))
     title = f"{cfg.competition.name}: finished in {time.perf_counter() - start:.0f} s"
     console.print(summary_table(metrics, title))
@@ -286,7 +287,7 @@ def tune(
             args = [str(competition), *all_overrides]
             args += [f"--override={f}" for f in override or ()]
             args += ["--storage", session.storage_url, "--study-name", name]
-            args += ["--out", str(session.out_dir)]
+            args += ["--out", str(session.folder.path)]
             args += ["--timeout", str(timeout)] if timeout else []
             run_workers(workers, args, log=_log)
         else:
@@ -301,8 +302,7 @@ def tune(
     for path in result.files:
         _log(f"wrote {path}")
     if result.best is not None:
-        best = session.out_dir / "best.yaml"
-        _log(f"retrain the best: kapps train {competition} --override {best}")
+        _log(f"retrain the best: kapps train {competition} --override {session.folder.best}")
 
 
 def tune_table(session, result, seconds):

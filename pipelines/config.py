@@ -16,9 +16,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kapps.errors import ConfigError
+from pipelines.runs import RunFolder
 
 CONFIG_FILE = "competition.yaml"
-RUN_CONFIG_FILE = "config.yaml"
 
 
 class Section(BaseModel):
@@ -261,12 +261,6 @@ class Config(Section):
             )
         if task == "text" and self.data.answers:
             raise ValueError("text competitions have no local score: remove data.answers")
-        if self.cv.folds > 1 and task == "text":
-            raise ValueError("cv.folds: text competitions validate on the end of the corpus only")
-        if self.cv.folds > 1 and task == "retrieval":
-            raise ValueError("cv.folds: retrieval competitions take one image-wise split")
-        if self.cv.folds > 1 and task == "detection":
-            raise ValueError("cv.folds: detection runs are not cross-validated yet (no box fusion)")
         if self.cv.strategy == "group" and self.cv.folds > 1 and not self.cv.group_column:
             raise ValueError("cv.strategy group needs cv.group_column (the train CSV column)")
         if self.cv.fold is not None and self.cv.fold >= self.cv.folds:
@@ -433,7 +427,7 @@ def load_config(target, overrides=(), override_files=()):
     """
     path = Path(target)
     if path.is_dir():
-        candidates = [path / CONFIG_FILE, path / RUN_CONFIG_FILE]
+        candidates = [path / CONFIG_FILE, RunFolder(path).config]
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
             raise ConfigError(f"{path} has no {CONFIG_FILE} (is it a competition folder?)")

@@ -25,15 +25,8 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from kapps.errors import ConfigError
-from pipelines.cv import OOF_FILE
-from pipelines.predict import (
-    SUBMISSION_FILE,
-    load_run,
-    model_files,
-    test_predictions,
-    write_predictions,
-)
-from pipelines.runs import write_json, write_text
+from pipelines.predict import load_run, model_files, test_predictions, write_predictions
+from pipelines.runs import RunFolder, write_json, write_text
 from pipelines.tasks import get_task
 
 
@@ -55,7 +48,7 @@ def parse_weights(text, count):
 def _oof_frames(run_dirs):
     frames = []
     for run_dir in run_dirs:
-        path = Path(run_dir) / OOF_FILE
+        path = RunFolder(run_dir).oof
         if not path.is_file():
             return None
         frames.append(pd.read_csv(path).set_index("row"))
@@ -96,10 +89,10 @@ def ensemble(run_dirs, weights="equal", out=None, log=print):
                 f"{run_dir} is a {other.competition.name} run, not {cfg.competition.name}"
             )
     task = get_task(cfg)
-    if not (task.cross_validation or task.model_blending):
+    if not task.supports & {"blend_oof", "blend_models"}:
         raise ConfigError(f"ensembles of {task.name} runs are not available")
     weights = parse_weights(weights, len(run_dirs)) if isinstance(weights, str) else weights
-    if not task.blending:
+    if "blend_oof" not in task.supports:
         return _ensemble_models(task, run_dirs, configs, weights, out, log)
     frames = _oof_frames(run_dirs)
     if weights == "auto" and frames is None:
@@ -118,31 +111,32 @@ def ensemble(run_dirs, weights="equal", out=None, log=print):
             rows.append({"run": str(run_dir), "weight": weight, **task.score_oof(frame)})
         blend_frame = task.with_oof_predictions(frames[0], blended_oof)
         rows.append({"run": "blend", "weight": 1.0, **task.score_oof(blend_frame)})
-    out = _out_dir(cfg, run_dirs, weights, out)
-    write_text(out / "config.yaml", cfg.to_yaml())
+    out = _out_run(cfg, run_dirs, weights, out)
+    write_text(out.config, cfg.to_yaml())
     if frames:
-        write_text(out / OOF_FILE, blend_frame.reset_index().to_csv(index=False))
+        write_text(out.oof, blend_frame.reset_index().to_csv(index=False))
     blended = None
     for run_dir, weight in zip(run_dirs, weights, strict=True):
-        _, _, ids, predictions = test_predictions(run_dir, log)
+        _, _, test, predictions = test_predictions(run_dir, log)
         blended = weight * predictions if blended is None else blended + weight * predictions
-    result = write_predictions(cfg, task, ids, blended, out / SUBMISSION_FILE, log)
+    result = write_predictions(cfg, task, test, blended, out.submission, log)
     metrics = {
         "members": [str(r) for r in run_dirs],
         "weights": weights,
         "out_of_fold": rows,
         **({"test": result["test"]} if "test" in result else {}),
     }
-    write_json(out / "metrics.json", metrics)
+    write_json(out.metrics, metrics)
     return {**metrics, "run_dir": str(out), "submission": result["submission"]}
 
 
-def _out_dir(cfg, run_dirs, weights, out):
+def _out_run(cfg, run_dirs, weights, out):
+    """The blend's folder: a run folder of its own (config, submission, metrics)."""
     name = "+".join(r.name for r in run_dirs) + ",".join(f"{w:.4f}" for w in weights)
     digest = hashlib.sha1(name.encode()).hexdigest()[:8]
     out = Path(out) if out else Path(cfg.run.dir) / cfg.competition.name / f"ensemble-{digest}"
     out.mkdir(parents=True, exist_ok=True)
-    return out
+    return RunFolder(out)
 
 
 def _ensemble_models(task, run_dirs, configs, weights, out, log):
@@ -168,23 +162,23 @@ def _ensemble_models(task, run_dirs, configs, weights, out, log):
         files = model_files(run_dir, run_cfg)
         models += [keras.saving.load_model(f) for f in files]
         model_weights += [weight / len(files)] * len(files)
-        oof = Path(run_dir) / OOF_FILE
+        oof = RunFolder(run_dir).oof
         scores = task.score_oof(pd.read_csv(oof)) if oof.is_file() else {}
         rows.append({"run": str(run_dir), "weight": weight, **_scalars(scores)})
-    out = _out_dir(cfg, run_dirs, weights, out)
-    write_text(out / "config.yaml", cfg.to_yaml())
-    task.prepare_blend(run_dirs, out)
-    dataset, ids = task.test_data(out)
-    blended = task.predict_folds(models, dataset, model_weights)
+    out = _out_run(cfg, run_dirs, weights, out)
+    write_text(out.config, cfg.to_yaml())
+    task.prepare_blend(run_dirs, out.path)
+    test = task.test_data(out)
+    blended = task.predict_folds(models, test, model_weights)
     log(f"blended the test predictions of {len(models)} models from {len(run_dirs)} runs")
-    result = write_predictions(cfg, task, ids, blended, out / SUBMISSION_FILE, log)
+    result = write_predictions(cfg, task, test, blended, out.submission, log)
     metrics = {
         "members": [str(r) for r in run_dirs],
         "weights": weights,
         "out_of_fold": rows if all(len(r) > 2 for r in rows) else [],
         **({"test": result["test"]} if "test" in result else {}),
     }
-    write_json(out / "metrics.json", metrics)
+    write_json(out.metrics, metrics)
     return {**metrics, "run_dir": str(out), "submission": result["submission"]}
 
 

@@ -6,69 +6,67 @@ import keras
 
 from kapps.errors import ConfigError
 from pipelines.config import load_config
-from pipelines.cv import fold_dir
 from pipelines.data.sources import read_csv
-from pipelines.runs import update_json
+from pipelines.runs import RunFolder, update_json
 from pipelines.submit import read_sample, write_submission
 from pipelines.submit.validate import validate_submission
 from pipelines.tasks import get_task
-from pipelines.train import BEST_MODEL, METRICS_FILE
-
-SUBMISSION_FILE = "submission.csv"
+from pipelines.tasks.text import encode_prompt
 
 
 def load_run(run_dir):
     """The config a run saved, with the checks `predict` and `submit` need."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"{run_dir} is not a run folder (no config.yaml)")
-    return load_config(run_dir / "config.yaml")
+    run = RunFolder(run_dir)
+    if not run.is_run():
+        raise ConfigError(f"{run} is not a run folder (no {run.config.name})")
+    return load_config(run.config)
 
 
 def test_predictions(run_dir, log=print):
-    """`(cfg, task, ids, predictions)` of a run on the test set.
+    """`(cfg, task, test set, predictions)` of a run on the test set.
 
     A cross-validated run averages its fold models' predictions.
     """
-    run_dir = Path(run_dir)
+    run = RunFolder(run_dir)
     cfg = load_run(run_dir)
-    files = model_files(run_dir, cfg)
+    files = model_files(run, cfg)
     task = get_task(cfg)
-    dataset, ids = task.test_data(run_dir)
-    if len(files) > 1:  # cross-validation: the fold models' predictions, averaged
-        models = [keras.saving.load_model(f) for f in files]
-        predictions = task.predict_folds(models, dataset)
+    test = task.test_data(run)
+    models = [keras.saving.load_model(f) for f in files]
+    predictions = task.predict_folds(models, test)
+    if len(files) > 1:
         log(f"averaged the test predictions of {len(files)} fold models")
-    else:
-        predictions = task.predict(keras.saving.load_model(files[0]), dataset)
-    return cfg, task, ids, predictions
+    return cfg, task, test, predictions
 
 
 def model_files(run_dir, cfg):
     """The run's best model, or its fold models when it is cross-validated."""
+    run = RunFolder(run_dir)
     folds = cfg.cv.folds if cfg.cv.fold is None else 1
-    files = (
-        [fold_dir(run_dir, k) / BEST_MODEL for k in range(folds)]
-        if folds > 1
-        else [run_dir / BEST_MODEL]
-    )
+    files = [run.fold(k).best_model for k in range(folds)] if folds > 1 else [run.best_model]
     missing = [f for f in files if not f.is_file()]
     if missing:
-        raise ConfigError(f"{run_dir} has no {missing[0].relative_to(run_dir)}; train it first")
+        raise ConfigError(f"{run} has no {missing[0].relative_to(run.path)}; train it first")
     return files
 
 
-def write_predictions(cfg, task, ids, predictions, path, log=print):
+def write_predictions(cfg, task, test, predictions, path, log=print):
     """Write the validated submission of `predictions` to `path`; score it when the
     competition has an answer key. Returns `{"submission": path, "test": scores?}`."""
     sample = read_sample(cfg.data_path(cfg.data.sample_submission))
-    frame = task.submission_frame(ids, predictions, sample)
-    path = write_submission(frame, sample, Path(path), allow_empty=task.empty_columns(sample))
+    frame = task.submission_frame(test, predictions, sample)
+    path = write_submission(
+        frame,
+        sample,
+        Path(path),
+        allow_empty=task.empty_columns(sample),
+        valid_values=task.valid_values(sample),
+    )
     log(f"wrote {path} ({len(frame)} rows, validated against {cfg.data.sample_submission})")
     result = {"submission": str(path)}
     if cfg.data.answers:
         answers = read_csv(cfg.data_path(cfg.data.answers), "answer key", ids_as_text=True)
-        result["test"] = task.score(frame, answers)
+        result["test"] = task.score(frame, answers, test)
     return result
 
 
@@ -79,24 +77,31 @@ def predict(run_dir, output=None, log=print):
     and written atomically. With an answer key (`data.answers`), the submission
     is also scored and the score stored in metrics.json under "test".
     """
-    run_dir = Path(run_dir)
-    cfg, task, ids, predictions = test_predictions(run_dir, log)
-    path = Path(output) if output else run_dir / SUBMISSION_FILE
-    result = write_predictions(cfg, task, ids, predictions, path, log)
-    if "test" in result:
-        update_json(run_dir / METRICS_FILE, test=result["test"])
+    run = RunFolder(run_dir)
+    with run.lock():
+        cfg, task, test, predictions = test_predictions(run, log)
+        path = Path(output) if output else run.submission
+        result = write_predictions(cfg, task, test, predictions, path, log)
+        if "test" in result:
+            update_json(run.metrics, test=result["test"])
     return result
 
 
 def check_submission(run_dir, file=None):
     """Validate a run's submission (or another file) against the sample; return its row count."""
-    run_dir = Path(run_dir)
+    run = RunFolder(run_dir)
     cfg = load_run(run_dir)
-    path = Path(file) if file else run_dir / SUBMISSION_FILE
+    path = Path(file) if file else run.submission
     frame = read_csv(path, "submission", ids_as_text=True)
     sample = read_sample(cfg.data_path(cfg.data.sample_submission))
-    allow_empty = get_task(cfg).empty_columns(sample)
-    validate_submission(frame, sample, path.name, allow_empty=allow_empty)
+    task = get_task(cfg)
+    validate_submission(
+        frame,
+        sample,
+        path.name,
+        allow_empty=task.empty_columns(sample),
+        valid_values=task.valid_values(sample),
+    )
     return len(frame)
 
 
@@ -107,22 +112,21 @@ def generate_from_run(run_dir, prompt, show, log=print, **overrides):
     a request beyond the model's context slides the window; both are said.
     Returns the generated text.
     """
-    run_dir = Path(run_dir)
+    run = RunFolder(run_dir)
     cfg = load_run(run_dir)
     if cfg.competition.task != "text":
-        raise ConfigError(f"{run_dir} is a {cfg.competition.task} run; generate needs a text run")
-    if not (run_dir / BEST_MODEL).is_file():
-        raise ConfigError(f"{run_dir} has no {BEST_MODEL}; train it first")
+        raise ConfigError(f"{run} is a {cfg.competition.task} run; generate needs a text run")
+    (model_file,) = model_files(run, cfg)
     task = get_task(cfg)
-    tokenizer = task.load_tokenizer(run_dir)
+    tokenizer = task.load_tokenizer(run)
     gen = task.generate_config(**overrides)
-    model = keras.saving.load_model(run_dir / BEST_MODEL)
+    model = keras.saving.load_model(model_file)
     unknown = tokenizer.unknown(prompt)
     if unknown:
         shown = ", ".join(repr(c) for c in unknown)
         log(f"[yellow]not in the vocabulary, replaced by the unknown token: {shown}[/]")
     limit = getattr(model, "max_length", None)
-    if limit and len(task.encode_prompt(prompt)) + gen.max_tokens > limit:
+    if limit and len(encode_prompt(tokenizer, prompt)) + gen.max_tokens > limit:
         log(
             f"[yellow]prompt + {gen.max_tokens} tokens exceed the context of {limit}: "
             f"the window slides, the model sees the last {limit // 2} tokens[/]"
@@ -134,5 +138,5 @@ def generate_from_run(run_dir, prompt, show, log=print, **overrides):
         new_ids.append(token)
         show(tokenizer.decode(new_ids)[len(before) :])
 
-    (text,) = task.generate_texts(model, [prompt], stream=stream, **overrides)
+    (text,) = task.generate_texts(model, tokenizer, [prompt], stream=stream, **overrides)
     return text

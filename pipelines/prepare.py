@@ -15,7 +15,8 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-from kapps.errors import DataError, KappsError
+from kapps.errors import KappsError
+from pipelines.errors import DataError
 
 PREPARE_SCRIPT = "prepare.py"
 
@@ -122,9 +123,10 @@ def _report_rle_order(cfg, log):
         return
     from pipelines.data.masks import detect_order, read_mask_source
 
-    configured = cfg.data.rle_order
-    cfg.data.rle_order = "auto"
-    _, how = detect_order(cfg, read_mask_source(cfg))
+    found, how = detect_order(
+        cfg.model_copy(update={"data": cfg.data.model_copy(update={"rle_order": "auto"})}),
+        read_mask_source(cfg),
+    )
     log(how)
-    if configured not in ("auto", cfg.data.rle_order):
-        log(f"[yellow]data.rle_order is {configured}, but the masks say {cfg.data.rle_order}[/]")
+    if cfg.data.rle_order not in ("auto", found):
+        log(f"[yellow]data.rle_order is {cfg.data.rle_order}, but the masks say {found}[/]")

@@ -72,6 +72,10 @@ def test_invalid_submission_file(digits_run, cli, tmp_path):
         "missing": (good.iloc[:-1], "359 rows"),
         "extra": (good.assign(ImageId=good["ImageId"] + 1), "missing ids"),
         "nan": (good.assign(Label=good["Label"].where(good.index != 5)), "missing values"),
+        "class": (
+            good.assign(Label=good["Label"].where(good.index != 7, 12)),
+            "row 9 has Label 12",
+        ),
     }
     for name, (frame, message) in cases.items():
         path = tmp_path / f"{name}.csv"

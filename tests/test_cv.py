@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from pipelines.config import load_config
-from pipelines.cv import duplicates_across_folds, fold_rows, split_rows
+from pipelines.data.splits import duplicates_across_folds, fold_rows, split_rows
 from tests.conftest import FAST
 
 

@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kapps.errors import DataError
 from pipelines.config import load_config
 from pipelines.data import batched, decoded_images, read_test_source, read_train_source
 from pipelines.data.augment import build_augmenter
+from pipelines.errors import DataError
 from tests import replicas
 
 

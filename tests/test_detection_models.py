@@ -281,7 +281,8 @@ def test_the_detection_pipeline_gives_detr_its_host_callback():
 
     args = "model.args={backbone: lenet5, hidden_dim: 32, encoder_layers: 1, ffn_dim: 64}"
     cfg = load_config(REPO / "competitions" / "shapes-det", ["model.name=detr_tiny", args])
-    assert get_task(cfg).build_model().host_callback is host_callback
+    model_args = {"input_shape": (64, 64, 3), "num_classes": 3}
+    assert get_task(cfg).build_model(model_args).host_callback is host_callback
 
 
 def test_detr_object_queries_start_apart():

@@ -8,10 +8,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from kapps.errors import DataError
 from pipelines.box_metrics import coco_map, wheat_image_score, wheat_score
 from pipelines.config import load_config
 from pipelines.data.boxes import batched_detections, decoded_detection_set, read_box_source
+from pipelines.errors import DataError
 from pipelines.submit.writers import box_string, boxes_frame, parse_box_string
 from tests import replicas
 from tests.conftest import REPO, assert_one_line_error, prepare_module
@@ -245,6 +245,7 @@ def test_mosaic_and_flips_keep_boxes_on_their_objects(tmp_path):
         sizes=np.full((12, 2), 64),
         boxes=boxes,
         labels=[np.array([i % 3], np.int32) for i in range(12)],
+        classes=["a", "b", "c"],
     )
     image_set = decoded_detection_set(source, (64, 64), 3)
     flips = load_config(WHEAT).augment  # horizontal and vertical flips

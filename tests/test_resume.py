@@ -1,4 +1,7 @@
-"""Kill a training process mid-run; the same command continues where it stopped."""
+"""Kill a training process mid-run; the same command continues where it stopped.
+
+And a second command on a run folder in use stops without touching it.
+"""
 
 import os
 import signal
@@ -8,13 +11,14 @@ import time
 
 import pandas as pd
 
-from tests.conftest import REPO
+from pipelines.runs import RunFolder
+from tests.conftest import REPO, assert_one_line_error
 
 EPOCHS = 8
 
 
-def _train(comp, workdir):
-    command = [sys.executable, "-m", "pipelines.cli", "train", str(comp)]
+def _train(comp, workdir, *overrides):
+    command = [sys.executable, "-m", "pipelines.cli", "train", str(comp), *overrides]
     command += [f"train.epochs={EPOCHS}", "train.patience=0"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
@@ -56,3 +60,29 @@ def test_killed_run_resumes_from_last_finished_epoch(competition, cli, workdir):
     # The second process trained only the epochs the first did not finish.
     assert output.count("Epoch ") <= EPOCHS - done_before + 1
     assert (history.parent / "best.keras").is_file()
+
+
+def test_a_second_command_on_a_run_folder_in_use_stops_and_harms_nothing(competition, cli, workdir):
+    comp = competition("digits")
+    assert cli("prepare", comp).exit_code == 0
+    first = _train(comp, workdir, "run.name=shared")
+    history = workdir / "runs" / "digits" / "shared" / "history.csv"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and first.poll() is None and _finished_epochs(history) < 1:
+        time.sleep(0.05)
+    assert first.poll() is None, "training ended before the second command could start"
+    second = cli("train", comp, "run.name=shared", f"train.epochs={EPOCHS}", "train.patience=0")
+    assert_one_line_error(second, "runs/digits/shared is in use by process", str(first.pid))
+    output, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, output
+    assert pd.read_csv(history)["epoch"].tolist() == list(range(EPOCHS))
+    assert (history.parent / "metrics.json").is_file()
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    run.path.mkdir()
+    run.lock_file.write_text("999999999")  # no such process holds it any more
+    with run.lock():
+        assert run.lock_file.read_text() == str(os.getpid())
+    assert run.lock_file.read_text() == ""

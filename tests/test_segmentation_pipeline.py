@@ -96,14 +96,15 @@ def test_shapes_seg_runs_end_to_end_and_scores_its_submission(shapes, cli):
 
 def test_perfect_submission_scores_one_and_empty_one_less(shapes, cli):
     from pipelines.config import load_config
+    from pipelines.runs import RunFolder
     from pipelines.tasks import get_task
 
     cfg = load_config(shapes, ["data.rle_order=F"])
     task = get_task(cfg)
-    task.test_data(Path("unused"))
+    test = task.test_data(RunFolder("unused"))
     answers = pd.read_csv(shapes / "data" / "solution.csv", dtype=str, keep_default_na=False)
-    assert task.score(answers, answers)["dice"] == 1.0
-    empty = task.score(answers.assign(predicted=""), answers)
+    assert task.score(answers, answers, test)["dice"] == 1.0
+    empty = task.score(answers.assign(predicted=""), answers, test)
     share_empty = (answers["predicted"] == "").mean()
     assert empty["dice"] == pytest.approx(share_empty)
     assert empty["dice_per_class"] == {"ellipse": 0.0, "polygon": 0.0, "blob": 0.0}
@@ -238,7 +239,7 @@ def test_augmentation_moves_image_and_mask_together():
 
 
 def test_rle_writer_and_validator_hold_both_row_layouts():
-    from kapps.errors import SubmissionError
+    from pipelines.errors import SubmissionError
     from pipelines.submit import rle_frame, validate_submission
 
     wide_sample = pd.DataFrame({"img": ["a.jpg", "b.jpg"], "rle_mask": ["1 1", "1 1"]})

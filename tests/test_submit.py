@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kapps.errors import SubmissionError
+from pipelines.errors import SubmissionError
 from pipelines.submit import label_frame, probability_frame, validate_submission, write_submission
 
 SAMPLE = pd.DataFrame({"ImageId": [1, 2, 3], "Label": [0, 0, 0]})

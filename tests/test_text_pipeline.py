@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kapps.errors import DataError
 from pipelines.data.text import (
     CharTokenizer,
     WordTokenizer,
@@ -19,6 +18,7 @@ from pipelines.data.text import (
     split_text,
     windows,
 )
+from pipelines.errors import DataError
 from pipelines.ngram import KneserNey, ngram_baseline
 from tests.conftest import FAST, REPO, prepare_module
 

@@ -16,7 +16,6 @@ from optuna.trial import TrialState
 
 from pipelines.config import load_config
 from pipelines.tune import (
-    _oom,
     nested,
     open_storage,
     open_study,
@@ -24,6 +23,7 @@ from pipelines.tune import (
     redact,
     suggest,
 )
+from pipelines.tune.study import _oom
 
 # Two short epochs of LeNet-5 per trial; workers are separate processes.
 TINY = [
@@ -104,7 +104,7 @@ def test_bad_search_spaces_are_one_line_errors(competition, cli, space, message)
 
 
 def test_a_worker_retries_while_another_creates_the_tables(competition, monkeypatch):
-    import pipelines.tune as tune_module
+    import pipelines.tune.storage as tune_module
     from kapps.errors import ConfigError
 
     race = 'duplicate key value violates unique constraint "pg_type_typname_nsp_index"'

@@ -28,11 +28,12 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from kapps.errors import ConfigError, DataError
+from kapps.errors import ConfigError
 from pipelines.data.batching import drop_remainder
 from pipelines.data.images import AUTOTUNE, decoded_images
 from pipelines.data.masks import image_sizes
 from pipelines.data.sources import IMAGE_SUFFIXES, ImageSource, read_csv, require_columns
+from pipelines.errors import DataError
 
 EDGE_SLACK = 1.0  # pixels a box may overhang its image (rounding in real annotations)
 
@@ -46,6 +47,7 @@ class BoxSource:
     sizes: np.ndarray  # (N, 2) original (height, width)
     boxes: list  # per image (n, 4) float32 xyxy in original pixels
     labels: list  # per image (n,) int32 class indices
+    classes: list  # the class names the indices index (data.classes, or found in the data)
 
     def __len__(self):
         return len(self.ids)
@@ -57,6 +59,7 @@ class BoxSource:
             sizes=self.sizes[rows],
             boxes=[self.boxes[i] for i in rows],
             labels=[self.labels[i] for i in rows],
+            classes=self.classes,
         )
 
 
@@ -183,13 +186,12 @@ def _csv_source(cfg):
     xyxy = check_boxes(xyxy, sizes, rows, shown, f"{path.name} row")
     if data.class_column:
         class_values = frame[data.class_column].to_numpy()[keep]
-        if data.classes is None:
-            data.classes = sorted({str(v) for v in class_values})
-        labels = class_indices(class_values, data.classes, rows, f"{path.name} row")
+        classes = data.classes or sorted({str(v) for v in class_values})
+        labels = class_indices(class_values, classes, rows, f"{path.name} row")
     else:
-        data.classes = data.classes or ["object"]
+        classes = data.classes or ["object"]
         labels = class_indices(ids, None, rows, f"{path.name} row")
-    return _group(paths_by_id, sizes_by_id, ids, xyxy, labels)
+    return _group(paths_by_id, sizes_by_id, ids, xyxy, labels, classes)
 
 
 def _coco_source(cfg):
@@ -205,7 +207,7 @@ def _coco_source(cfg):
         if key not in content:
             raise DataError(f"{path}: no {key!r} list (not a COCO instances file)")
     categories = {c["id"]: c["name"] for c in content["categories"]}
-    data.classes = classes = data.classes or [categories[k] for k in sorted(categories)]
+    classes = data.classes or [categories[k] for k in sorted(categories)]
     stems, paths_by_id = {}, {}
     for image in content["images"]:
         file_path = cfg.data_dir / data.train_images.format(id=image["file_name"])
@@ -233,7 +235,7 @@ def _coco_source(cfg):
     xyxy = check_boxes(xyxy, sizes, rows, shown, where)
     names = [categories.get(a.get("category_id"), a.get("category_id")) for a in annotations]
     labels = class_indices(names, classes, rows, where)
-    return _group(paths_by_id, sizes_by_id, ids, xyxy, labels)
+    return _group(paths_by_id, sizes_by_id, ids, xyxy, labels, classes)
 
 
 def _yolo_source(cfg):
@@ -282,10 +284,11 @@ def _yolo_source(cfg):
     values = np.asarray(values, np.float64).reshape(-1, 4)
     sizes = np.asarray([sizes_by_id[i] for i in ids], np.int64).reshape(-1, 2)
     xyxy = check_boxes(to_xyxy(values, "center_xywh").astype(np.float64), sizes, rows, shown, "")
-    return _group(paths_by_id, sizes_by_id, np.asarray(ids), xyxy, np.asarray(classes, np.int32))
+    labels = np.asarray(classes, np.int32)
+    return _group(paths_by_id, sizes_by_id, np.asarray(ids), xyxy, labels, data.classes)
 
 
-def _group(paths_by_id, sizes_by_id, box_ids, xyxy, labels):
+def _group(paths_by_id, sizes_by_id, box_ids, xyxy, labels, class_names):
     """One `BoxSource` row per image from one row per box."""
     order = list(paths_by_id)
     boxes = {i: [] for i in order}
@@ -299,6 +302,7 @@ def _group(paths_by_id, sizes_by_id, box_ids, xyxy, labels):
         sizes=np.asarray([sizes_by_id[i] for i in order], np.int64).reshape(-1, 2),
         boxes=[np.asarray(boxes[i], np.float32).reshape(-1, 4) for i in order],
         labels=[np.asarray(classes[i], np.int32) for i in order],
+        classes=[str(c) for c in class_names],
     )
 
 

@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from kapps.errors import DataError
 from pipelines.data.batching import drop_remainder
 from pipelines.data.images import AUTOTUNE
 from pipelines.data.sources import ImageSource, read_csv, require_columns
 from pipelines.data.text import WordTokenizer
+from pipelines.errors import DataError
 
 
 @dataclass

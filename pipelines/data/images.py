@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from kapps.errors import DataError
 from pipelines.data.batching import drop_remainder
+from pipelines.errors import DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
 

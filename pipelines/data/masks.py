@@ -20,11 +20,12 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from kapps.errors import ConfigError, DataError
+from kapps.errors import ConfigError
 from kapps.segmentation import rle
 from pipelines.data.batching import drop_remainder
 from pipelines.data.images import AUTOTUNE, _cache, _resize
 from pipelines.data.sources import IMAGE_SUFFIXES, _image_paths, read_csv, require_columns
+from pipelines.errors import DataError
 
 KNOWN_MASKS_CHECKED = 8  # masks decoded to detect the RLE order
 
@@ -173,7 +174,7 @@ def detect_order(cfg, source):
 
     `data.rle_order` "F" or "C" is taken as given. With "auto", the RLEs of a
     few non-empty training masks are decoded both ways and compared with the
-    mask images at `data.masks`; the config is updated with the result.
+    mask images at `data.masks`. The config is not changed: `Task.resolve` records it.
     """
     data = cfg.data
     if data.rle_order != "auto":
@@ -193,7 +194,6 @@ def detect_order(cfg, source):
         order, agreement = rle.detect_order(source.rles[rows, 0], known)
     except rle.RLEError as err:
         raise DataError(f"{cfg.data_path(data.train)}: {err}") from None
-    data.rle_order = order
     kind = "column-major" if order == "F" else "row-major"
     how = f"RLE order: {order} ({kind}), found by decoding {len(rows)} known masks ({data.masks})"
     return order, f"{how} ({agreement:.1%} of pixels agree)"

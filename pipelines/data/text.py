@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from kapps.errors import ConfigError, DataError
+from kapps.errors import ConfigError
 from pipelines.data.batching import drop_remainder
 from pipelines.data.sources import read_csv, require_columns
+from pipelines.errors import DataError
 
 TOKENIZER_FILE = "tokenizer.json"
 SENTENCEPIECE_FILE = "tokenizer.model"

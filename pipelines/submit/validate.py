@@ -1,14 +1,14 @@
 """Hold a submission against `sample_submission.csv` before it is written.
 
 Checks, in order: header, row count, the id set, the id order, the value types,
-and missing values. The first failure raises `SubmissionError` with one line.
+missing values, and values outside the task's classes. The first failure raises `SubmissionError` with one line.
 """
 
 from pathlib import Path
 
 import pandas as pd
 
-from kapps.errors import SubmissionError
+from pipelines.errors import SubmissionError
 from pipelines.runs import atomic_write
 
 
@@ -46,12 +46,14 @@ def _row_keys(frame, sample):
     return keys[0], keys[1]
 
 
-def validate_submission(frame, sample, name="submission", allow_empty=()):
+def validate_submission(frame, sample, name="submission", allow_empty=(), valid_values=None):
     """Raise `SubmissionError` unless `frame` matches `sample` in every respect.
 
     Args:
         allow_empty: columns where an empty value is an answer (an empty RLE
             mask), not a missing one.
+        valid_values: `{column: allowed values}` (a label column's classes),
+            compared as text.
     """
     if list(frame.columns) != list(sample.columns):
         raise SubmissionError(
@@ -86,10 +88,21 @@ def validate_submission(frame, sample, name="submission", allow_empty=()):
                 f"{name}: column {column!r} holds {frame[column].dtype} values, the "
                 f"sample {sample[column].dtype}"
             )
+    for column, allowed in (valid_values or {}).items():
+        allowed = {str(v) for v in allowed}
+        bad = ~frame[column].astype(str).isin(allowed)
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            raise SubmissionError(
+                f"{name}: row {row + 2} has {column} {frame[column].iloc[row]!r}, not one of "
+                f"the competition's classes ({_examples(sorted(allowed))})"
+            )
 
 
-def write_submission(frame, sample, path, allow_empty=()):
+def write_submission(frame, sample, path, allow_empty=(), valid_values=None):
     """Validate, then write atomically: an invalid file is never written."""
-    validate_submission(frame, sample, name=Path(path).name, allow_empty=allow_empty)
+    validate_submission(
+        frame, sample, name=Path(path).name, allow_empty=allow_empty, valid_values=valid_values
+    )
     atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
     return Path(path)

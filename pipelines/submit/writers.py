@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from kapps.errors import SubmissionError
+from pipelines.errors import SubmissionError
 from pipelines.runs import atomic_write
 
 

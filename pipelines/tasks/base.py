@@ -1,72 +1,114 @@
-"""The hooks a task family implements. The engine calls only these."""
+"""The hooks a task family implements. The engine calls only these.
+
+Hooks are stateless: what one hook needs from another travels in the value
+it returns (`TrainingData`, `Evaluation`, `TestSet`), never in attributes
+left on the task.
+"""
 
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import keras
+import numpy as np
+import pandas as pd
 
 from kapps.errors import ConfigError
 from kapps.registry import create_model, get_entry, min_input_size
-from pipelines.data.sources import read_csv
+from pipelines.data import batched, decoded_images
+from pipelines.data.images import require_decoded
+from pipelines.data.masks import image_sizes
+from pipelines.data.sources import read_csv, read_test_images
+from pipelines.errors import SubmissionError
 
 
 @dataclass
 class TrainingData:
-    """What `fit` needs, plus what the task wants to report about the data."""
+    """What `fit` needs, what the builder needs from the data, and what `evaluate` reads."""
 
     train: Any  # tf.data.Dataset of (inputs, targets) batches
     val: Any  # the same, without augmentation or shuffling
     train_size: int
     val_size: int
+    model_args: dict = field(default_factory=dict)  # builder arguments the data decides
+    validation: Any = None  # the task's own view of the validation split, for `evaluate`
     skipped: list = field(default_factory=list)  # training files that failed to decode
     notes: list = field(default_factory=list)  # what the task adapted, for the run log
+
+
+@dataclass
+class Evaluation:
+    """Validation metrics for metrics.json, and the out-of-fold rows of a CV fold."""
+
+    metrics: dict
+    oof: pd.DataFrame | None = None  # a `row` column (the training row) first
+
+
+@dataclass
+class TestSet:
+    """What `predict` runs on, and what the submission and its score need about it."""
+
+    inputs: Any  # batches of images, or (gallery, queries), or prompts
+    ids: np.ndarray  # the submission's ids, in order
+    sizes: list | None = None  # (height, width) of each test image, for full-size outputs
+    context: Any = None  # the task's own extra (the gallery's ids, the tokenizer)
 
 
 class Task:
     """A task family. Subclasses fill in every method that raises here.
 
-    Life of a run: `training_data` → `build_model` → `compile_args` → fit by the
-    engine → `evaluate` (validation metrics and plots) → `test_data` →
-    `predict` → `submission_frame` → `score` against an answer key.
+    Life of a run: `resolve` (complete the config from the data; it is saved
+    before anything is trained) → `training_data` → `build_model` →
+    `compile_args` → fit by the engine → `evaluate` → `test_data` → `predict`
+    → `submission_frame` → `score` against an answer key.
     """
 
     name: ClassVar[str]
     examples: ClassVar[str] = "images"  # what one training example is, for the run summary
-    cross_validation: ClassVar[bool] = False  # implements the cv hooks below
-    blending: ClassVar[bool] = False  # and the out-of-fold prediction hooks `ensemble` blends
-    model_blending: ClassVar[bool] = False  # `ensemble` without folds: `predict_folds` only
+    # What the family can do beyond train and predict, declared once:
+    #   "cv": cross-validation (the out-of-fold hooks below);
+    #   "blend_oof": `kapps ensemble` fits blend weights on out-of-fold predictions;
+    #   "blend_models": `kapps ensemble` blends the models' test predictions only;
+    #   "tta": test-time augmentation by flips (`submission.tta`).
+    supports: ClassVar[frozenset] = frozenset()
 
     def __init__(self, cfg):
         self.cfg = cfg
 
+    # Config ------------------------------------------------------------------
+    def resolve(self):
+        """A completed copy of the config: what the data decides (classes, sizes,
+        orders) filled in, and what this family cannot do refused."""
+        cfg = self.cfg.model_copy(deep=True)
+        if cfg.cv.folds > 1 and "cv" not in self.supports:
+            raise ConfigError(f"cv.folds: {self.name} runs are not cross-validated")
+        if cfg.submission.tta and "tta" not in self.supports:
+            raise ConfigError(f"submission.tta: {self.name} runs have no test-time augmentation")
+        smallest = min_input_size(cfg.model.name)
+        if min(cfg.data.image_size) < smallest:  # 8×8 digits work with any registered model
+            cfg.data.image_size = tuple(max(side, smallest) for side in cfg.data.image_size)
+        return cfg
+
+    def resolution_notes(self, original):
+        """What `resolve` changed in `original`, said in the run log."""
+        if tuple(original.data.image_size) == tuple(self.cfg.data.image_size):
+            return []
+        name = self.cfg.model.name
+        return [
+            f"images upscaled from {tuple(original.data.image_size)} to "
+            f"{tuple(self.cfg.data.image_size)}: {name} needs ≥ {min_input_size(name)}"
+        ]
+
     # Data ------------------------------------------------------------------
-    def training_data(self, run_dir) -> TrainingData:
+    def training_data(self, run) -> TrainingData:
         raise NotImplementedError
 
-    def test_data(self, run_dir):
-        """`(dataset, ids)`; a test file that cannot be read raises `DataError`."""
+    def test_data(self, run) -> TestSet:
+        """The test inputs; a test file that cannot be read raises `DataError`."""
         raise NotImplementedError
 
     # Model -----------------------------------------------------------------
-    def model_kwargs(self) -> dict:
-        """Arguments the task passes to the builder (input shape, classes…)."""
-        raise NotImplementedError
-
-    def fit_image_size(self):
-        """Upscale `data.image_size` to what the model accepts; a note if it changed.
-
-        Small images (digits are 8×8) then work with any registered model.
-        """
-        data = self.cfg.data
-        smallest = min_input_size(self.cfg.model.name)
-        if min(data.image_size) >= smallest:
-            return None
-        old = tuple(data.image_size)
-        data.image_size = tuple(max(side, smallest) for side in old)
-        name = self.cfg.model.name
-        return f"images upscaled from {old} to {data.image_size}: {name} needs ≥ {smallest}"
-
-    def build_model(self):
+    def build_model(self, model_args):
+        """The registered model, with what the data decided (`TrainingData.model_args`)."""
         name = self.cfg.model.name
         task = get_entry(name).task if "/" not in name else "classification"
         if task != self.name:
@@ -74,7 +116,7 @@ class Task:
                 f"model {name!r} is a {task} model; this is a {self.name} "
                 "competition (see `kapps models`)"
             )
-        return create_model(name, **{**self.model_kwargs(), **self.cfg.model.args})
+        return create_model(name, **{**model_args, **self.cfg.model.args})
 
     def compile_args(self) -> dict:
         """`loss` and `metrics` for `model.compile`."""
@@ -98,21 +140,33 @@ class Task:
         return "val_loss", "minimize"
 
     # After training ----------------------------------------------------------
-    def evaluate(self, model: keras.Model, data: TrainingData, run_dir) -> dict:
-        """Validation metrics for metrics.json, and the task's own plots."""
+    def evaluate(self, model: keras.Model, data: TrainingData, run) -> Evaluation:
+        """Validation metrics (and out-of-fold rows), and the task's own plots in `run`."""
         raise NotImplementedError
 
-    def predict(self, model, dataset):
+    def predict(self, model, test: TestSet):
+        return self.predict_folds([model], test)
+
+    def predict_folds(self, models, test: TestSet, weights=None):
+        """The test predictions of several models, averaged (with `weights`, summing to 1)."""
         raise NotImplementedError
 
-    def submission_frame(self, ids, predictions, sample):
+    def submission_frame(self, test: TestSet, predictions, sample):
         raise NotImplementedError
 
     def empty_columns(self, sample):
         """Submission columns where an empty value is an answer (an empty mask)."""
         return ()
 
-    # Cross-validation (`cv.folds` > 1) -----------------------------------------
+    def valid_values(self, sample):
+        """`{column: allowed values}` a submission is held to (a label's classes)."""
+        return {}
+
+    def score(self, frame, answers, test: TestSet) -> dict:
+        """Local score of a submission frame against an answer key of the same shape."""
+        raise NotImplementedError
+
+    # Cross-validation and blending ------------------------------------------------
     def groups(self, ids=None):
         """The `cv.group_column` value of every training row (a train CSV column)."""
         cfg = self.cfg
@@ -132,13 +186,8 @@ class Task:
         cv = self.cfg.cv
         return self.groups(ids) if cv.folds > 1 and cv.strategy == "group" else None
 
-    def oof_frame(self):
-        """Out-of-fold predictions of this fold's validation rows, kept by `evaluate`:
-        a `row` column (the training row) first, then the truth and the predictions."""
-        raise NotImplementedError
-
     def score_oof(self, frame) -> dict:
-        """Validation metrics over all folds' out-of-fold predictions."""
+        """Validation metrics over all folds' out-of-fold rows."""
         raise NotImplementedError
 
     def oof_predictions(self, frame):
@@ -157,18 +206,33 @@ class Task:
         """`(row, row)` pairs of identical training examples in different folds."""
         return []
 
-    def predict_folds(self, models, dataset, weights=None):
-        """The test predictions of several models, averaged (with `weights`, summing to 1)."""
-        weights = weights or [1 / len(models)] * len(models)
-        total = None
-        for model, weight in zip(models, weights, strict=True):
-            predictions = weight * self.predict(model, dataset)
-            total = predictions if total is None else total + predictions
-        return total
-
     def prepare_blend(self, run_dirs, out):
         """Put what `test_data` needs into an ensemble's folder (nothing by default)."""
 
-    def score(self, frame, answers) -> dict:
-        """Local score of a submission frame against an answer key of the same shape."""
-        raise NotImplementedError
+
+def aligned_answers(frame, answers, keys):
+    """The answer key merged with a submission on `keys` (`<column>_true` / `_pred`).
+
+    Raises `SubmissionError` when the headers differ or the two hold other rows.
+    """
+    columns = list(answers.columns)
+    if list(frame.columns) != columns:
+        raise SubmissionError(f"answer key header {columns} differs from the submission's")
+    as_text = dict.fromkeys(keys, str)
+    merged = answers.astype(as_text).merge(
+        frame.astype(as_text), on=list(keys), suffixes=("_true", "_pred")
+    )
+    if len(merged) != len(answers):
+        raise SubmissionError("the answer key and the submission hold different rows")
+    return merged
+
+
+def full_size_test_set(cfg):
+    """Test images at the model's size, with each image's own size kept, for tasks
+    whose outputs (masks, boxes) go back to the image's pixels."""
+    source = read_test_images(cfg)
+    sizes = [tuple(s) for s in image_sizes(source.paths)]
+    images = require_decoded(
+        decoded_images(source, cfg.data.image_size, cfg.data.channels, cache="none")
+    )
+    return TestSet(batched(images, batch_size=cfg.train.batch_size), source.ids, sizes)

@@ -1,22 +1,25 @@
 """Image classification: labels or class probabilities per image."""
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, log_loss
 
-from kapps.errors import ConfigError, DataError, SubmissionError
+from kapps.errors import ConfigError
 from pipelines.cam import write_cam_grid
-from pipelines.cv import duplicates_across_folds, split_rows
 from pipelines.data import batched, decoded_images, read_test_source, read_train_source
 from pipelines.data.augment import build_augmenter, tta_views
 from pipelines.data.images import require_decoded
+from pipelines.data.splits import duplicates_across_folds, split_rows
+from pipelines.errors import DataError
 from pipelines.plots import plot_confusion_matrix, plot_image_grid
 from pipelines.submit import label_frame, probability_frame
-from pipelines.tasks.base import Task, TrainingData
+from pipelines.tasks.base import Evaluation, Task, TestSet, TrainingData, aligned_answers
 
 MAX_GRID_IMAGES = 32
 CAM_IMAGES = 16
@@ -28,59 +31,60 @@ def _softmax(logits):
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+@dataclass
+class Validation:
+    """The validation split as `evaluate` sees it: decoded images, their classes, rows."""
+
+    images: Any  # ImageSet; `images.rows` are the decoded ones among `labels`
+    labels: np.ndarray  # class index of each validation row
+    rows: np.ndarray  # training-CSV row of each validation row
+
+    @property
+    def truth(self):
+        return self.labels[self.images.rows]
+
+
 class ClassificationTask(Task):
     name = "classification"
-    cross_validation = True
-    blending = True
+    supports = frozenset({"cv", "blend_oof", "tta"})
 
-    def __init__(self, cfg):
-        super().__init__(cfg)
-        self._val_images = None
-        self._val_labels = None
+    # Config and data ----------------------------------------------------------
+    def resolve(self):
+        cfg = super().resolve()
+        if cfg.data.classes is None:
+            cfg.data.classes = sorted(np.unique(read_train_source(cfg).labels).tolist())
+        return cfg
 
-    # Data ------------------------------------------------------------------
-    def _class_indices(self, labels, train_path):
-        data = self.cfg.data
-        if data.classes is None:
-            data.classes = sorted(np.unique(labels).tolist())
-        lookup = {str(c): i for i, c in enumerate(data.classes)}
+    def _class_indices(self, labels):
+        classes = self.cfg.data.classes
+        lookup = {str(c): i for i, c in enumerate(classes)}
         indices = np.array([lookup.get(str(label), -1) for label in labels])
         if (indices < 0).any():
             row = int(np.argmax(indices < 0))
             raise DataError(
-                f"{train_path}: row {row + 2} has label {labels[row]!r}, not one of "
-                f"data.classes {data.classes}"
+                f"{self.cfg.data_path(self.cfg.data.train)}: row {row + 2} has label "
+                f"{labels[row]!r}, not one of data.classes {classes}"
             )
         return indices
 
-    def _split(self, labels):
-        return split_rows(self.cfg, len(labels), labels, self.fold_groups())
-
-    def _images(self, source, run_dir, split):
+    def _images(self, source, cache_path):
         data = self.cfg.data
         return decoded_images(
-            source,
-            data.image_size,
-            data.channels,
-            cache=data.cache,
-            cache_path=run_dir / "cache" / split,
+            source, data.image_size, data.channels, cache=data.cache, cache_path=cache_path
         )
 
-    def training_data(self, run_dir):
+    def training_data(self, run):
         cfg = self.cfg
-        note = self.fit_image_size()
         source = read_train_source(cfg)
-        labels = self._class_indices(source.labels, cfg.data_path(cfg.data.train))
+        labels = self._class_indices(source.labels)
         onehot = keras.utils.to_categorical(labels, len(cfg.data.classes)).astype("float32")
-        train_rows, val_rows = self._split(labels)
-        train_set = self._images(source.subset(train_rows), run_dir, "train")
-        val_set = self._images(source.subset(val_rows), run_dir, "val")
+        train_rows, val_rows = split_rows(cfg, len(labels), labels, self.fold_groups())
+        train_set = self._images(source.subset(train_rows), run.cache("train"))
+        val_set = self._images(source.subset(val_rows), run.cache("val"))
         if len(train_set) == 0:
             raise DataError(
                 f"no training image could be decoded from {cfg.data_path(cfg.data.train)}"
             )
-        self._val_images, self._val_labels = val_set, labels[val_rows]
-        self._val_rows = val_rows
         bs, seed = cfg.train.batch_size, cfg.train.seed
         return TrainingData(
             train=batched(
@@ -94,23 +98,20 @@ class ClassificationTask(Task):
             val=batched(val_set, onehot[val_rows], batch_size=bs),
             train_size=len(train_set),
             val_size=len(val_set),
+            model_args={
+                "input_shape": (*cfg.data.image_size, cfg.data.channels),
+                "num_classes": len(cfg.data.classes),
+            },
+            validation=Validation(val_set, labels[val_rows], val_rows),
             skipped=train_set.skipped + val_set.skipped,
-            notes=[note] if note else [],
         )
 
-    def test_data(self, run_dir):
+    def test_data(self, run):
         source = read_test_source(self.cfg)
-        images = require_decoded(self._images(source, run_dir, "test"))
-        return batched(images, batch_size=self.cfg.train.batch_size), source.ids
+        images = require_decoded(self._images(source, run.cache("test")))
+        return TestSet(batched(images, batch_size=self.cfg.train.batch_size), source.ids)
 
     # Model -----------------------------------------------------------------
-    def model_kwargs(self):
-        data = self.cfg.data
-        return {
-            "input_shape": (*data.image_size, data.channels),
-            "num_classes": len(data.classes),
-        }
-
     def compile_args(self):
         if self.cfg.train.loss not in (None, "ce"):
             raise ConfigError(
@@ -134,7 +135,7 @@ class ClassificationTask(Task):
         return sub.metric or ("log_loss" if sub.kind == "probability" else "accuracy")
 
     # After training ----------------------------------------------------------
-    def predict(self, model, dataset, tta=None):
+    def probabilities(self, model, dataset, tta=None):
         """Class probabilities; with `submission.tta`, averaged over the flipped views."""
         if not (self.cfg.submission.tta if tta is None else tta):
             return _softmax(np.asarray(model.predict(dataset, verbose=0), dtype=np.float64))
@@ -148,23 +149,29 @@ class ClassificationTask(Task):
             batches.append(np.mean(probs, axis=0))
         return np.concatenate(batches)
 
-    def evaluate(self, model, data, run_dir):
-        classes = self.cfg.data.classes
-        probs = self._val_probs = self.predict(model, data.val)
-        predicted, truth = probs.argmax(axis=1), self._val_labels[self._val_images.rows]
+    def predict_folds(self, models, test, weights=None):
+        weights = weights or [1 / len(models)] * len(models)
+        return sum(
+            w * self.probabilities(m, test.inputs) for m, w in zip(models, weights, strict=True)
+        )
+
+    def evaluate(self, model, data, run):
+        classes, val = self.cfg.data.classes, data.validation
+        probs = self.probabilities(model, data.val)
+        predicted, truth = probs.argmax(axis=1), val.truth
         matrix = confusion_matrix(truth, predicted, labels=np.arange(len(classes)))
-        plot_confusion_matrix(matrix, classes, run_dir / "confusion_matrix.png")
-        self._plot_mistakes(probs, truth, run_dir / "hardest.png")
-        self._plot_cams(model, probs, truth, run_dir / "cam.png")
+        plot_confusion_matrix(matrix, classes, run.plot("confusion_matrix"))
+        self._plot_mistakes(val.images, probs, truth, run.plot("hardest"))
+        self._plot_cams(model, val.images, probs, truth, run.plot("cam"))
         per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
         scores = {}
         if self.cfg.submission.tta:  # the effect of test-time augmentation, measured
-            plain = self.predict(model, data.val, tta=False)
+            plain = self.probabilities(model, data.val, tta=False)
             scores["without_tta"] = {
                 "accuracy": float((plain.argmax(axis=1) == truth).mean()),
                 "log_loss": float(log_loss(truth, plain, labels=np.arange(len(classes)))),
             }
-        return {
+        metrics = {
             **scores,
             "accuracy": float((predicted == truth).mean()),
             "log_loss": float(log_loss(truth, probs, labels=np.arange(len(classes)))),
@@ -172,8 +179,9 @@ class ClassificationTask(Task):
                 str(c): float(a) for c, a in zip(classes, per_class, strict=True)
             },
         }
+        return Evaluation(metrics, self._oof_frame(val, probs))
 
-    def _plot_mistakes(self, probs, truth, path):
+    def _plot_mistakes(self, images, probs, truth, path):
         """The validation images the model finds hardest, mistakes first.
 
         Sorted by the probability given to the true class, so the grid shows
@@ -186,7 +194,7 @@ class ClassificationTask(Task):
         wanted = set(hardest.tolist())
         images = {
             position: image
-            for position, (image, _) in enumerate(self._val_images.dataset.as_numpy_iterator())
+            for position, (image, _) in enumerate(images.dataset.as_numpy_iterator())
             if position in wanted
         }
         captions = [
@@ -198,22 +206,24 @@ class ClassificationTask(Task):
         title = f"Hardest validation images ({wrong} of {len(truth)} misclassified)"
         plot_image_grid([images[i] for i in hardest], captions, path, title)
 
-    def _plot_cams(self, model, probs, truth, path):
+    def _plot_cams(self, model, val_images, probs, truth, path):
         """Grad-CAM overlays for the first validation images of each class."""
         classes = self.cfg.data.classes
-        images = np.stack([image for image, _ in self._val_images.dataset.take(CAM_IMAGES)])
+        images = np.stack([image for image, _ in val_images.dataset.take(CAM_IMAGES)])
         shown = len(images)
         predicted = probs[:shown].argmax(axis=1)
         captions = [f"true {classes[truth[i]]}, pred {classes[predicted[i]]}" for i in range(shown)]
         write_cam_grid(model, images, captions, path)
 
     # Cross-validation --------------------------------------------------------
-    def oof_frame(self):
+    def _oof_frame(self, val, probs):
         classes = self.cfg.data.classes
-        probs = self._val_probs  # from evaluate
-        rows = self._val_rows[self._val_images.rows]
-        truth = self._val_labels[self._val_images.rows]
-        frame = pd.DataFrame({"row": rows, "label": np.asarray(classes, dtype=object)[truth]})
+        frame = pd.DataFrame(
+            {
+                "row": val.rows[val.images.rows],
+                "label": np.asarray(classes, dtype=object)[val.truth],
+            }
+        )
         for k, name in enumerate(classes):
             frame[f"p_{name}"] = probs[:, k]
         return frame
@@ -250,16 +260,16 @@ class ClassificationTask(Task):
             hashes = [hashlib.sha1(row.tobytes()).hexdigest() for row in source.pixels]
         else:
             hashes = [hashlib.sha1(Path(p).read_bytes()).hexdigest() for p in source.paths]
-        labels = self._class_indices(source.labels, self.cfg.data_path(self.cfg.data.train))
+        labels = self._class_indices(source.labels)
         return duplicates_across_folds(self.cfg, hashes, labels, self.fold_groups())
 
-    def submission_frame(self, ids, predictions, sample):
+    def submission_frame(self, test, predictions, sample):
         cfg = self.cfg
         if cfg.submission.kind == "label":
             labels = np.asarray(cfg.data.classes, dtype=object)[predictions.argmax(axis=1)]
-            return label_frame(ids, labels, sample)
+            return label_frame(test.ids, labels, sample)
         return probability_frame(
-            ids,
+            test.ids,
             predictions,
             cfg.data.classes,
             sample,
@@ -267,19 +277,16 @@ class ClassificationTask(Task):
             clip=cfg.submission.clip,
         )
 
-    def score(self, frame, answers):
+    def valid_values(self, sample):
+        if self.cfg.submission.kind != "label":
+            return {}
+        classes = [str(c) for c in self.cfg.data.classes]
+        return {column: classes for column in sample.columns[1:]}
+
+    def score(self, frame, answers, test):
         id_col, *targets = answers.columns
-        if list(frame.columns) != list(answers.columns):
-            raise SubmissionError(
-                f"answer key header {list(answers.columns)} differs from the submission's"
-            )
-        merged = answers.astype({id_col: str}).merge(
-            frame.astype({id_col: str}), on=id_col, suffixes=("_true", "_pred")
-        )
-        if len(merged) != len(answers):
-            raise SubmissionError("the answer key and the submission hold different ids")
-        metric = self.metric()
-        if metric == "accuracy":
+        merged = aligned_answers(frame, answers, [id_col])
+        if self.metric() == "accuracy":
             hits = [
                 merged[f"{t}_true"].astype(str) == merged[f"{t}_pred"].astype(str) for t in targets
             ]

@@ -2,19 +2,15 @@
 
 import numpy as np
 
-from kapps.errors import DataError, SubmissionError
 from pipelines.box_metrics import coco_evaluation, coco_map, precision_recall, wheat_score
-from pipelines.cv import split_rows
-from pipelines.data import batched, decoded_images
 from pipelines.data.augment import build_augmenter
 from pipelines.data.boxes import batched_detections, decoded_detection_set, read_box_source
-from pipelines.data.images import require_decoded
-from pipelines.data.masks import image_sizes
-from pipelines.data.sources import read_test_images
+from pipelines.data.splits import split_rows
+from pipelines.errors import DataError, SubmissionError
 from pipelines.hostcall import host_callback
 from pipelines.plots import plot_detections, plot_precision_recall
 from pipelines.submit import boxes_frame, parse_box_string
-from pipelines.tasks.base import Task, TrainingData
+from pipelines.tasks.base import Evaluation, Task, TrainingData, aligned_answers, full_size_test_set
 
 SHOWN_IMAGES = 8
 EVAL_SCORE_THRESHOLD = 0.001  # COCO evaluates the whole ranked list of candidates
@@ -49,35 +45,32 @@ def _rescaled(boxes, from_size, to_size):
 class DetectionTask(Task):
     name = "detection"
 
-    def __init__(self, cfg):
-        super().__init__(cfg)
-        self._test_sizes = []
-
     @property
     def class_names(self):
-        return [str(c) for c in self.cfg.data.classes or ["object"]]
+        return [str(c) for c in self.cfg.data.classes]
 
-    # Data ------------------------------------------------------------------
-    def training_data(self, run_dir):
+    # Config and data ----------------------------------------------------------
+    def resolve(self):
+        cfg = super().resolve()
+        if cfg.data.classes is None:
+            cfg.data.classes = read_box_source(cfg).classes
+        return cfg
+
+    def training_data(self, run):
         cfg = self.cfg
-        notes = [self.fit_image_size()]
         source = read_box_source(cfg)
         train_rows, val_rows = split_rows(cfg, len(source))
         data, bs, seed = cfg.data, cfg.train.batch_size, cfg.train.seed
-        sets = {}
-        for split, rows in (("train", train_rows), ("val", val_rows)):
-            sets[split] = decoded_detection_set(
-                source.subset(rows),
-                data.image_size,
-                data.channels,
-                data.cache,
-                run_dir / "cache" / split,
+        sets = {
+            split: decoded_detection_set(
+                source.subset(rows), data.image_size, data.channels, data.cache, run.cache(split)
             )
+            for split, rows in (("train", train_rows), ("val", val_rows))
+        }
         if len(sets["train"]) == 0:
             raise DataError(f"no training image could be decoded from {cfg.data_path(data.train)}")
-        self._val_set = sets["val"]
         counts = [len(b) for b in source.boxes]
-        notes.append(
+        note = (
             f"{sum(counts)} boxes in {len(counts)} images ({sum(c == 0 for c in counts)} "
             f"without any, at most {max(counts)} in one)"
         )
@@ -93,32 +86,24 @@ class DetectionTask(Task):
             val=batched_detections(sets["val"], batch_size=bs),
             train_size=len(sets["train"]),
             val_size=len(sets["val"]),
+            model_args={
+                "input_shape": (*data.image_size, data.channels),
+                "num_classes": len(self.class_names),
+            },
+            validation=sets["val"],
             skipped=sets["train"].skipped + sets["val"].skipped,
-            notes=[n for n in notes if n],
+            notes=[note],
         )
 
-    def test_data(self, run_dir):
-        cfg = self.cfg
-        source = read_test_images(cfg)
-        self._test_sizes = [tuple(s) for s in image_sizes(source.paths)]
-        images = require_decoded(
-            decoded_images(source, cfg.data.image_size, cfg.data.channels, cache="none")
-        )
-        return batched(images, batch_size=cfg.train.batch_size), source.ids
+    def test_data(self, run):
+        return full_size_test_set(self.cfg)
 
     # Model -----------------------------------------------------------------
-    def build_model(self):
-        model = super().build_model()
+    def build_model(self, model_args):
+        model = super().build_model(model_args)
         if hasattr(model, "host_callback"):  # DETR: its matching runs inside the traced step
             model.host_callback = host_callback
         return model
-
-    def model_kwargs(self):
-        data = self.cfg.data
-        return {
-            "input_shape": (*data.image_size, data.channels),
-            "num_classes": len(self.class_names),
-        }
 
     def compile_args(self):
         return {}  # the detector computes its own loss (`compute_loss`)
@@ -134,39 +119,35 @@ class DetectionTask(Task):
             max_detections=sub.max_detections,
         )
 
-    def predict(self, model, dataset):
+    def predict_folds(self, models, test, weights=None):
         """Per test image `(boxes xyxy, labels, scores)` in the image's own pixels."""
+        if len(models) > 1:
+            raise SubmissionError("blending detectors is not supported yet: predict with one model")
         size = tuple(self.cfg.data.image_size)
-        found = self._detect(model, dataset)
         return [
             (_rescaled(boxes, size, original), labels, scores)
-            for (boxes, labels, scores), original in zip(found, self._test_sizes, strict=True)
+            for (boxes, labels, scores), original in zip(
+                self._detect(models[0], test.inputs), test.sizes, strict=True
+            )
         ]
 
-    def predict_folds(self, models, dataset, weights=None):
-        if len(models) == 1:
-            return self.predict(models[0], dataset)
-        raise SubmissionError("blending detectors is not supported yet: predict with one model")
-
-    def submission_frame(self, ids, predictions, sample):
+    def submission_frame(self, test, predictions, sample):
         sub = self.cfg.submission
         names = self.class_names
         named = [
             (boxes, [names[k] for k in labels], scores) for boxes, labels, scores in predictions
         ]
-        return boxes_frame(ids, named, sample, sub.box_string, sub.no_finding)
+        return boxes_frame(test.ids, named, sample, sub.box_string, sub.no_finding)
 
     def empty_columns(self, sample):
         return [sample.columns[-1]]  # an image without boxes has an empty PredictionString
 
     # Scores ------------------------------------------------------------------
-    def _val_truths(self):
-        boxes, labels = self._val_set.targets
-        rows = self._val_set.rows
-        return [(boxes[r][labels[r] >= 0], labels[r][labels[r] >= 0]) for r in rows]
-
-    def evaluate(self, model, data, run_dir):
-        truths = self._val_truths()
+    def evaluate(self, model, data, run):
+        boxes, labels = data.validation.targets
+        truths = [
+            (boxes[r][labels[r] >= 0], labels[r][labels[r] >= 0]) for r in data.validation.rows
+        ]
         images = []  # only the few that are drawn: a whole validation set may not fit
         for batch, _ in data.val:
             images.extend(batch.numpy().astype(np.uint8)[: SHOWN_IMAGES - len(images)])
@@ -185,7 +166,7 @@ class DetectionTask(Task):
                 recall,
                 precision,
                 self.class_names,
-                run_dir / "precision_recall.png",
+                run.plot("precision_recall"),
                 f"Validation precision–recall at IoU 0.5 (mAP@.5 {scores['map50']:.3f})",
             )
         shown = min(SHOWN_IMAGES, len(images))
@@ -195,24 +176,18 @@ class DetectionTask(Task):
             kept[:shown],
             [f"predicted (≥ {threshold:g})"] * shown,
             self.class_names,
-            run_dir / "detections.png",
+            run.plot("detections"),
             "Validation: ground truth and predictions",
         )
-        return scores
+        return Evaluation(scores)
 
-    def score(self, frame, answers):
+    def score(self, frame, answers, test):
         """mAP@[.5:.95], mAP@.5 (pycocotools) and the Global Wheat score of a submission
         against an answer key of ground-truth PredictionStrings (confidence 1)."""
         columns = list(answers.columns)
-        if list(frame.columns) != columns:
-            raise SubmissionError(f"answer key header {columns} differs from the submission's")
         style, names = self.cfg.submission.box_string, self.class_names
         no_finding = self.cfg.submission.no_finding
-        merged = answers.astype({columns[0]: str}).merge(
-            frame.astype({columns[0]: str}), on=columns[0], suffixes=("_true", "_pred")
-        )
-        if len(merged) != len(answers):
-            raise SubmissionError("the answer key and the submission hold different images")
+        merged = aligned_answers(frame, answers, columns[:1])
         truths, found = [], []
         for _, row in merged.iterrows():
             parsed = []

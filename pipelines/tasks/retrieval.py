@@ -10,11 +10,13 @@ gallery ids.
 """
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from kapps.errors import ConfigError, DataError
+from kapps.errors import ConfigError
 from kapps.retrieval.search import (
     mean_average_precision_at_k,
     ranks_of,
@@ -39,14 +41,14 @@ from pipelines.data.text import (
     load_tokenizer,
     saved_tokenizer,
 )
+from pipelines.errors import DataError
 from pipelines.plots import plot_retrieval_grid
 from pipelines.submit import matches_frame, write_embeddings
-from pipelines.tasks.base import Task, TrainingData
+from pipelines.tasks.base import Evaluation, Task, TestSet, TrainingData
 
 RECALL_AT = (1, 5, 10)
 MAP_AT = 10
 GRID_QUERIES = 8
-EMBEDDINGS_DIR = "embeddings"
 
 
 def ranking_scores(queries, gallery, relevant):
@@ -59,78 +61,96 @@ def ranking_scores(queries, gallery, relevant):
     return scores
 
 
+@dataclass
+class Validation:
+    """The validation split as `evaluate` sees it: images, their captions, the table."""
+
+    images: Any  # ImageSet of the validation images
+    captions: list  # per validation image, the indices of its captions in the table
+    caption_tokens: np.ndarray  # every caption of the table, tokenized
+    image_rows: np.ndarray  # each validation image's row in the table
+    table: Any  # the caption table (labels for zero-shot, caption texts)
+    tokenizer: Any
+
+
+@dataclass
+class Gallery:
+    """What the test search needs besides the query tokens and gallery images."""
+
+    ids: np.ndarray  # the gallery's image ids, by row
+    tokenizer: Any
+    embeddings: Path  # where the searched embeddings are exported
+
+
 class RetrievalTask(Task):
     name = "retrieval"
-    model_blending = True  # `kapps ensemble` averages the runs' similarities
-
-    def __init__(self, cfg):
-        super().__init__(cfg)
-        self.tokenizer = None
+    supports = frozenset({"blend_models"})  # `kapps ensemble` averages the runs' similarities
 
     # Data ------------------------------------------------------------------
-    def _decode(self, source, run_dir, split, row_of):
+    def _decode(self, source, cache_path, row_of):
         """Decode a split's images once; an unreadable image is an error naming its row."""
         data = self.cfg.data
         images = decoded_images(
-            source,
-            data.image_size,
-            data.channels,
-            cache=data.cache,
-            cache_path=run_dir / "cache" / split,
+            source, data.image_size, data.channels, cache=data.cache, cache_path=cache_path
         )
         if images.skipped:
             bad = source.paths.index(images.skipped[0])
             raise DataError(f"{row_of(bad)}: image {source.ids[bad]!r} cannot be decoded")
         return images
 
-    def tokens(self, texts):
-        return caption_tokens(self.tokenizer, texts, self.cfg.data.seq_len)
+    def tokens(self, tokenizer, texts):
+        return caption_tokens(tokenizer, texts, self.cfg.data.seq_len)
 
-    def training_data(self, run_dir):
+    def training_data(self, run):
         cfg, data = self.cfg, self.cfg.data
-        note = self.fit_image_size()
         table = read_caption_table(cfg)
         train_idx, val_idx = split_images(len(table.images), data.val_fraction, cfg.train.seed)
         per_image = table.captions_of(range(len(table.images)))
         train_text = "\n".join(table.captions[c] for i in train_idx for c in per_image[i])
-        self.tokenizer = load_tokenizer(run_dir) or fit_tokenizer(
-            train_text, data.tokenizer, data.vocab_size, run_dir
+        tokenizer = load_tokenizer(run.path) or fit_tokenizer(
+            train_text, data.tokenizer, data.vocab_size, run.path
         )
-        self.table, self.captions_tokens = table, self.tokens(table.captions)
+        all_tokens = self.tokens(tokenizer, table.captions)
 
         def row_of(indices):
             return lambda i: f"{table.where}: {table.row_name(indices[i])}"
 
-        train_set = self._decode(table.source(train_idx), run_dir, "train", row_of(train_idx))
-        self.val_set = self._decode(table.source(val_idx), run_dir, "val", row_of(val_idx))
-        self.val_idx, self.val_captions = val_idx, [per_image[i] for i in val_idx]
+        train_set = self._decode(table.source(train_idx), run.cache("train"), row_of(train_idx))
+        val_set = self._decode(table.source(val_idx), run.cache("val"), row_of(val_idx))
+        val_captions = [per_image[i] for i in val_idx]
         bs, seed = cfg.train.batch_size, cfg.train.seed
-        notes = [
+        vocabulary = token_space(tokenizer)[0]
+        note = (
             f"captions: {len(table.captions):,} for {len(table.images):,} images, split by "
             f"image: {len(train_idx):,} train / {len(val_idx):,} validation; "
-            f"{data.tokenizer} tokenizer, vocabulary {token_space(self.tokenizer)[0]:,}"
-        ]
+            f"{data.tokenizer} tokenizer, vocabulary {vocabulary:,}"
+        )
         return TrainingData(
             train=pairs(
                 train_set,
-                self.captions_tokens,
+                all_tokens,
                 [per_image[i] for i in train_idx],
                 batch_size=bs,
                 shuffle=True,
                 augment=build_augmenter(cfg.augment, seed),
                 seed=seed,
             ),
-            val=pairs(self.val_set, self.captions_tokens, self.val_captions, batch_size=bs),
+            val=pairs(val_set, all_tokens, val_captions, batch_size=bs),
             train_size=len(train_idx),
             val_size=len(val_idx),
-            notes=[note, *notes] if note else notes,
+            model_args={
+                "image_shape": (*data.image_size, data.channels),
+                "vocab_size": vocabulary,
+                "max_length": data.seq_len,
+            },
+            validation=Validation(val_set, val_captions, all_tokens, val_idx, table, tokenizer),
+            notes=[note],
         )
 
-    def test_data(self, run_dir):
-        """`((gallery batches, query tokens), query ids)`; keeps the gallery ids."""
+    def test_data(self, run):
+        """`(gallery batches, query tokens)` and the query ids; the gallery ids as context."""
         cfg, data = self.cfg, self.cfg.data
-        self.tokenizer = saved_tokenizer(run_dir)
-        self.run_dir = run_dir
+        tokenizer = saved_tokenizer(run.path)
         path = cfg.data_path(data.test)
         queries = read_csv(path, "test queries", ids_as_text=True)
         id_column = submission_id_column(cfg)
@@ -144,25 +164,23 @@ class RetrievalTask(Task):
         gallery_path = cfg.data_path(data.gallery)
         gallery = read_csv(gallery_path, "gallery", ids_as_text=True)
         column = data.image_column if data.image_column in gallery else gallery.columns[0]
-        self.gallery_ids = gallery[column].astype(str).to_numpy()
-        paths = [str(cfg.data_dir / data.test_images.format(id=i)) for i in self.gallery_ids]
+        gallery_ids = gallery[column].astype(str).to_numpy()
+        paths = [str(cfg.data_dir / data.test_images.format(id=i)) for i in gallery_ids]
         for row, file in enumerate(paths):
             if not Path(file).is_file():
                 raise DataError(f"{gallery_path}: row {row + 2}: image not found: {file}")
-        source = ImageSource(ids=self.gallery_ids, paths=paths)
-        images = self._decode(source, run_dir, "gallery", lambda i: f"{gallery_path}: row {i + 2}")
-        tokens = self.tokens(texts.astype(str).tolist())
-        return (image_batches(images, cfg.train.batch_size), tokens), queries[id_column].to_numpy()
+        source = ImageSource(ids=gallery_ids, paths=paths)
+        images = self._decode(
+            source, run.cache("gallery"), lambda i: f"{gallery_path}: row {i + 2}"
+        )
+        tokens = self.tokens(tokenizer, texts.astype(str).tolist())
+        return TestSet(
+            (image_batches(images, cfg.train.batch_size), tokens),
+            queries[id_column].to_numpy(),
+            context=Gallery(gallery_ids, tokenizer, run.embeddings),
+        )
 
     # Model -----------------------------------------------------------------
-    def model_kwargs(self):
-        data = self.cfg.data
-        return {
-            "image_shape": (*data.image_size, data.channels),
-            "vocab_size": token_space(self.tokenizer)[0],
-            "max_length": data.seq_len,
-        }
-
     def compile_args(self):
         if self.cfg.train.loss is not None:
             raise ConfigError(
@@ -172,37 +190,39 @@ class RetrievalTask(Task):
         return {}  # the model's compute_loss: symmetric InfoNCE over the batch
 
     # After training ----------------------------------------------------------
-    def evaluate(self, model, data, run_dir):
-        bs = self.cfg.train.batch_size
-        images = model.encode_images(image_batches(self.val_set, bs))
-        flat = np.concatenate(self.val_captions)
-        owner = np.repeat(np.arange(len(self.val_captions)), [len(c) for c in self.val_captions])
-        texts = model.encode_texts(self.captions_tokens[flat])
-        starts = np.cumsum([0] + [len(c) for c in self.val_captions])
-        own_texts = [np.arange(starts[i], starts[i + 1]) for i in range(len(self.val_captions))]
+    def evaluate(self, model, data, run):
+        val, bs = data.validation, self.cfg.train.batch_size
+        images = model.encode_images(image_batches(val.images, bs))
+        flat = np.concatenate(val.captions)
+        owner = np.repeat(np.arange(len(val.captions)), [len(c) for c in val.captions])
+        texts = model.encode_texts(val.caption_tokens[flat])
+        starts = np.cumsum([0] + [len(c) for c in val.captions])
+        own_texts = [np.arange(starts[i], starts[i + 1]) for i in range(len(val.captions))]
         metrics = {}
         for name, value in ranking_scores(texts, images, [[o] for o in owner]).items():
             metrics[f"text_to_image_{name}"] = value
         for name, value in ranking_scores(images, texts, own_texts).items():
             metrics[f"image_to_text_{name}"] = value
-        metrics.update(self._zero_shot(model, images))
+        metrics.update(self._zero_shot(model, val, images))
         metrics["logit_scale"] = model.logit_scale()
-        self._plot_queries(texts, images, flat, owner, run_dir / "retrieval.png")
-        return metrics
+        self._plot_queries(val, texts, images, flat, owner, run.plot("retrieval"))
+        return Evaluation(metrics)
 
-    def _zero_shot(self, model, images):
+    def _zero_shot(self, model, val, images):
         """Accuracy of naming a labelled validation image's class from prompts alone."""
-        labels = self.table.labels
+        labels = val.table.labels
         if labels is None:
             return {}
-        val_labels = [labels[i] for i in self.val_idx]
+        val_labels = [labels[i] for i in val.image_rows]
         known = [i for i, label in enumerate(val_labels) if label is not None]
         classes = self.cfg.data.classes or sorted({x for x in labels if x is not None})
         classes = [str(c) for c in classes]
         if not known or len(classes) < 2:
             return {}
         template = self.cfg.data.prompt_template
-        prompts = model.encode_texts(self.tokens([template.format(c) for c in classes]))
+        prompts = model.encode_texts(
+            self.tokens(val.tokenizer, [template.format(c) for c in classes])
+        )
         guess = np.argmax(images[known] @ prompts.T, axis=1)
         truth = [classes.index(val_labels[i]) if val_labels[i] in classes else -1 for i in known]
         return {
@@ -210,24 +230,20 @@ class RetrievalTask(Task):
             "zero_shot_images": len(known),
         }
 
-    def _plot_queries(self, texts, images, flat, owner, path):
+    def _plot_queries(self, val, texts, images, flat, owner, path):
         """Validation captions with their five best validation images."""
         picks = np.linspace(0, len(flat) - 1, min(GRID_QUERIES, len(flat))).astype(int)
         top, _ = top_k_search(texts[picks], images, 5)
-        pictures = np.stack([x.numpy() for x, _ in self.val_set.dataset])
+        pictures = np.stack([x.numpy() for x, _ in val.images.dataset])
         plot_retrieval_grid(
-            [self.table.captions[flat[p]] for p in picks],
+            [val.table.captions[flat[p]] for p in picks],
             [pictures[row] for row in top],
             [(row == owner[p]).tolist() for row, p in zip(top, picks, strict=True)],
             path,
             "Validation captions → top-5 images (green: the captioned image)",
         )
 
-    def predict(self, model, dataset):
-        """Top-k gallery rows per query; the embeddings go to the run's embeddings/."""
-        return self.predict_folds([model], dataset, [1.0])
-
-    def predict_folds(self, models, dataset, weights=None):
+    def predict_folds(self, models, test, weights=None):
         """Top-k gallery rows by the weighted mean of the models' cosine similarities.
 
         Each model's unit embeddings, scaled by √weight and placed side by side,
@@ -235,14 +251,14 @@ class RetrievalTask(Task):
         blended gallery is searched (and exported) like a single model's.
         """
         weights = weights or [1 / len(models)] * len(models)
-        gallery_batches, query_tokens = dataset
+        gallery_batches, query_tokens = test.inputs
         members = list(zip(models, weights, strict=True))
         gallery = np.concatenate(
             [np.sqrt(w) * m.encode_images(gallery_batches) for m, w in members], 1
         )
         queries = np.concatenate([np.sqrt(w) * m.encode_texts(query_tokens) for m, w in members], 1)
-        folder = self.run_dir / EMBEDDINGS_DIR
-        write_embeddings(folder, "gallery", self.gallery_ids, gallery)
+        folder = test.context.embeddings
+        write_embeddings(folder, "gallery", test.context.ids, gallery)
         write_embeddings(folder, "queries", np.arange(len(queries)), queries)
         top, _ = top_k_search(queries, gallery, self.cfg.submission.top_k)
         return top
@@ -260,11 +276,11 @@ class RetrievalTask(Task):
                 )
             shutil.copy(run_dirs[0] / name, Path(out) / name)
 
-    def submission_frame(self, ids, predictions, sample):
-        matches = [[self.gallery_ids[j] for j in row] for row in predictions]
-        return matches_frame(ids, matches, sample)
+    def submission_frame(self, test, predictions, sample):
+        matches = [[test.context.ids[j] for j in row] for row in predictions]
+        return matches_frame(test.ids, matches, sample)
 
-    def score(self, frame, answers):
+    def score(self, frame, answers, test):
         """Recall@1, recall@k and mAP@k of the submitted matches against the answer key."""
         k = self.cfg.submission.top_k
         id_col, target = answers.columns[:2]

@@ -1,7 +1,9 @@
 """Semantic segmentation: a class per pixel, submitted as run-length encoded masks."""
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -9,24 +11,28 @@ import pandas as pd
 import tensorflow as tf
 from scipy import ndimage
 
-from kapps.errors import ConfigError, DataError, SubmissionError
+from kapps.errors import ConfigError
 from kapps.segmentation import rle
 from kapps.segmentation.losses import MeanDice, SegmentationLoss
-from pipelines.cv import duplicates_across_folds, split_rows
-from pipelines.data import batched, decoded_images
 from pipelines.data.augment import build_augmenter, tta_views
-from pipelines.data.images import require_decoded
 from pipelines.data.masks import (
     batched_pairs,
     decoded_pairs,
     detect_order,
-    image_sizes,
     read_mask_source,
 )
-from pipelines.data.sources import read_csv, read_test_images
+from pipelines.data.sources import read_csv
+from pipelines.data.splits import duplicates_across_folds, split_rows
+from pipelines.errors import DataError, SubmissionError
 from pipelines.plots import plot_bars, plot_mask_overlays
 from pipelines.submit import rle_frame
-from pipelines.tasks.base import Task, TrainingData
+from pipelines.tasks.base import (
+    Evaluation,
+    Task,
+    TrainingData,
+    aligned_answers,
+    full_size_test_set,
+)
 
 OVERLAY_IMAGES = 8
 
@@ -54,14 +60,18 @@ def mask_dice(truth, prediction):
     return 1.0 if total == 0 else float(2 * np.logical_and(truth, prediction).sum() / total)
 
 
+@dataclass
+class Validation:
+    """The validation split as `evaluate` sees it."""
+
+    pairs: Any  # PairSet of the decoded validation images and masks
+    ids: np.ndarray  # image id of each validation row
+    rows: np.ndarray  # training row of each validation row
+
+
 class SegmentationTask(Task):
     name = "segmentation"
-    cross_validation = True
-
-    def __init__(self, cfg):
-        super().__init__(cfg)
-        self._val_pairs = None
-        self._test_sizes = {}
+    supports = frozenset({"cv", "blend_models", "tta"})
 
     @property
     def class_names(self):
@@ -71,36 +81,45 @@ class SegmentationTask(Task):
     def num_classes(self):
         return len(self.class_names)
 
-    # Data ------------------------------------------------------------------
-    def _pairs(self, source, run_dir, split, order):
+    # Config and data ----------------------------------------------------------
+    def resolve(self):
+        cfg = super().resolve()
+        if cfg.data.format == "rle_csv" and cfg.data.rle_order == "auto":
+            cfg.data.rle_order, _ = detect_order(cfg, read_mask_source(cfg))
+        return cfg
+
+    def resolution_notes(self, original):
+        notes = super().resolution_notes(original)
+        if original.data.rle_order != self.cfg.data.rle_order:
+            kind = "column-major" if self.cfg.data.rle_order == "F" else "row-major"
+            notes.append(
+                f"RLE order: {self.cfg.data.rle_order} ({kind}), found by decoding known "
+                f"masks ({self.cfg.data.masks})"
+            )
+        return notes
+
+    def _pairs(self, source, cache_path):
         data = self.cfg.data
         return decoded_pairs(
             source,
             data.image_size,
             data.channels,
             self.num_classes,
-            order=order,
+            order=data.rle_order if source.rles is not None else None,
             scale=data.mask_scale,
             cache=data.cache,
-            cache_path=run_dir / "cache" / split,
+            cache_path=cache_path,
         )
 
-    def training_data(self, run_dir):
+    def training_data(self, run):
         cfg = self.cfg
-        notes = [self.fit_image_size()]
         source = read_mask_source(cfg)
-        order = None
-        if source.rles is not None:
-            order, how = detect_order(cfg, source)
-            notes.append(how)
         train_rows, val_rows = split_rows(cfg, len(source), groups=self.fold_groups(source.ids))
-        self._source_ids, self._val_rows = source.ids, val_rows
-        train_set = self._pairs(source.subset(train_rows), run_dir, "train", order)
-        val_set = self._pairs(source.subset(val_rows), run_dir, "val", order)
+        train_set = self._pairs(source.subset(train_rows), run.cache("train"))
+        val_set = self._pairs(source.subset(val_rows), run.cache("val"))
         if len(train_set) == 0:
             train_path = cfg.data_path(cfg.data.train)
             raise DataError(f"no training image could be decoded from {train_path}")
-        self._val_pairs = val_set
         bs, seed = cfg.train.batch_size, cfg.train.seed
         return TrainingData(
             train=batched_pairs(
@@ -113,25 +132,18 @@ class SegmentationTask(Task):
             val=batched_pairs(val_set, batch_size=bs),
             train_size=len(train_set),
             val_size=len(val_set),
+            model_args={
+                "input_shape": (*cfg.data.image_size, cfg.data.channels),
+                "num_classes": self.num_classes,
+            },
+            validation=Validation(val_set, source.ids[val_rows], val_rows),
             skipped=train_set.skipped + val_set.skipped,
-            notes=[n for n in notes if n],
         )
 
-    def test_data(self, run_dir):
-        cfg = self.cfg
-        source = read_test_images(cfg)
-        sizes = image_sizes(source.paths)
-        self._test_sizes = {i: tuple(s) for i, s in zip(source.ids, sizes, strict=True)}
-        images = require_decoded(
-            decoded_images(source, cfg.data.image_size, cfg.data.channels, cache="none")
-        )
-        return batched(images, batch_size=cfg.train.batch_size), source.ids
+    def test_data(self, run):
+        return full_size_test_set(self.cfg)
 
     # Model -----------------------------------------------------------------
-    def model_kwargs(self):
-        data = self.cfg.data
-        return {"input_shape": (*data.image_size, data.channels), "num_classes": self.num_classes}
-
     def objective(self):
         return "val_mean_dice", "maximize"
 
@@ -185,22 +197,18 @@ class SegmentationTask(Task):
                 labels[np.isin(regions, small[small > 0])] = 0
         return labels
 
-    def predict(self, model, dataset):
-        """Per test image, one RLE string per foreground class at the image's own size."""
-        return self.predict_folds([model], dataset)
-
-    def predict_folds(self, models, dataset, weights=None):
-        """`predict` with the mask probabilities of several models averaged."""
+    def predict_folds(self, models, test, weights=None):
+        """Per test image, one RLE string per foreground class at the image's own size,
+        from the mask probabilities of the models averaged."""
         weights = weights or [1 / len(models)] * len(models)
         order = self._submission_order()
-        sizes = list(self._test_sizes.values())
         encoded = []
-        for images in dataset:
+        for images in test.inputs:
             averaged = tf.add_n(
                 [w * self.probabilities(m, images) for m, w in zip(models, weights, strict=True)]
             )
             for probs in averaged:
-                height, width = sizes[len(encoded)]
+                height, width = test.sizes[len(encoded)]
                 full = tf.image.resize(probs, (height, width), method="bilinear")
                 labels = self.remove_small_regions(self.labels(full[None])[0].numpy())
                 encoded.append([rle.encode(labels == k, order) for k in range(1, self.num_classes)])
@@ -214,21 +222,22 @@ class SegmentationTask(Task):
             )
         return order
 
-    def submission_frame(self, ids, predictions, sample):
-        return rle_frame(ids, predictions, self.cfg.data.classes, sample, self.cfg.data.rle_empty)
+    def submission_frame(self, test, predictions, sample):
+        return rle_frame(
+            test.ids, predictions, self.cfg.data.classes, sample, self.cfg.data.rle_empty
+        )
 
     def empty_columns(self, sample):
         return [sample.columns[-1]]
 
     # Scores ------------------------------------------------------------------
-    def evaluate(self, model, data, run_dir):
+    def evaluate(self, model, data, run):
         confusion = np.zeros((self.num_classes, self.num_classes), np.int64)
+        val = data.validation
         # Validation masks are at the model's size; min_area is at the images' own.
-        scale = float(
-            np.prod(self.cfg.data.image_size) / np.mean(np.prod(self._val_pairs.sizes, axis=1))
-        )
+        scale = float(np.prod(self.cfg.data.image_size) / np.mean(np.prod(val.pairs.sizes, axis=1)))
         shown = []
-        self._oof_records = []  # per validation image, for a cross-validation's oof.csv
+        dice_terms = []  # per validation image, for a cross-validation's oof.csv
         tta = self.cfg.submission.tta
         plain = np.zeros_like(confusion)  # without test-time augmentation, to report its effect
         for images, masks in data.val:
@@ -240,9 +249,7 @@ class SegmentationTask(Task):
             predicted = self.labels(self.probabilities(model, images)).numpy()
             predicted = np.stack([self.remove_small_regions(p, scale) for p in predicted])
             confusion += self._confusion(truth, predicted)
-            self._oof_records += [
-                self._dice_terms(t, p) for t, p in zip(truth, predicted, strict=True)
-            ]
+            dice_terms += [self._dice_terms(t, p) for t, p in zip(truth, predicted, strict=True)]
             for image, mask, pred in zip(images.numpy(), truth, predicted, strict=True):
                 if len(shown) < OVERLAY_IMAGES:
                     shown.append((image, mask, pred))
@@ -251,24 +258,25 @@ class SegmentationTask(Task):
         foreground = dict(list(per_class.items())[1:])
         plot_bars(
             {k: (0.0 if np.isnan(v) else v) for k, v in per_class.items()},
-            run_dir / "dice_per_class.png",
+            run.plot("dice_per_class"),
             "Dice per class (validation)",
             "Dice",
         )
-        self._plot_overlays(shown, run_dir / "overlays.png")
+        self._plot_overlays(shown, run.plot("overlays"))
         scores = {}
         if tta:
             scores["without_tta"] = {
                 "mean_dice": float(np.nanmean(dice_scores(plain)[1:])),
                 "mean_iou": float(np.nanmean(iou_scores(plain))),
             }
-        return {
+        metrics = {
             **scores,
             "mean_dice": float(np.nanmean(list(foreground.values()))),
             "mean_iou": float(np.nanmean(iou)),
             "pixel_accuracy": float(np.trace(confusion) / max(confusion.sum(), 1)),
             "dice_per_class": per_class,
         }
+        return Evaluation(metrics, self._oof_frame(val, dice_terms))
 
     # Cross-validation --------------------------------------------------------
     def groups(self, ids=None):
@@ -283,14 +291,13 @@ class SegmentationTask(Task):
         first = frame.drop_duplicates(frame.columns[0]).set_index(frame.columns[0])[column]
         return np.asarray([str(first[i]) for i in ids])
 
-    def oof_frame(self):
-        """Per validation image (from `evaluate`): Dice terms per class (intersection,
-        predicted and true pixels at the model's size), so the pooled Dice of all
-        folds is exact."""
-        rows = self._val_rows[self._val_pairs.rows]
-        frame = pd.DataFrame(self._oof_records)
-        frame.insert(0, "id", [str(i) for i in self._source_ids[rows]])
-        frame.insert(0, "row", rows)
+    def _oof_frame(self, val, dice_terms):
+        """Per validation image: Dice terms per class (intersection, predicted and true
+        pixels at the model's size), so the pooled Dice of all folds is exact."""
+        decoded = val.pairs.rows
+        frame = pd.DataFrame(dice_terms)
+        frame.insert(0, "id", [str(i) for i in val.ids[decoded]])
+        frame.insert(0, "row", val.rows[decoded])
         return frame
 
     def _dice_terms(self, truth, pred):
@@ -339,24 +346,18 @@ class SegmentationTask(Task):
             "Validation: ground truth and prediction",
         )
 
-    def score(self, frame, answers):
+    def score(self, frame, answers, test):
         """Mean Dice over submission rows (empty vs empty counts 1), and per class."""
         columns = list(answers.columns)
-        if list(frame.columns) != columns:
-            raise SubmissionError(f"answer key header {columns} differs from the submission's")
         keys = columns[:-1]
-        as_text = dict.fromkeys(keys, str)
-        merged = answers.astype(as_text).merge(
-            frame.astype(as_text), on=keys, suffixes=("_true", "_pred")
-        )
-        if len(merged) != len(answers):
-            raise SubmissionError("the answer key and the submission hold different rows")
+        merged = aligned_answers(frame, answers, keys)
+        sizes = dict(zip([str(i) for i in test.ids], test.sizes, strict=True))
         order, empty = self._submission_order(), self.cfg.data.rle_empty
         target = columns[-1]
         names = [str(c) for c in self.cfg.data.classes]
         row_scores, pooled = [], np.zeros((len(names), 2))
         for _, row in merged.iterrows():
-            size = self._test_sizes.get(str(row[keys[0]]))
+            size = sizes.get(str(row[keys[0]]))
             if size is None:
                 raise SubmissionError(f"answer key id {row[keys[0]]!r} is not a test image")
             truth, pred = (
