@@ -14,9 +14,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from kapps.classification.common import check_common_args, classifier, head
 from kapps.errors import ConfigError, UnknownModelError
 from kapps.layers import ImagePreprocessing
+from kapps.layers.common import check_common_args, classifier, head
 
 APPLICATIONS = "keras.applications/"
 KERAS_HUB = "keras_hub/"

@@ -12,6 +12,8 @@ import math
 
 import keras
 
+from kapps.layers.transformer import TransformerBlock
+
 
 def _spatial(shape):
     return math.prod(shape[1:-1])
@@ -34,6 +36,14 @@ def _average_pool(layer, inputs, output):
     return math.prod(inputs[1:])
 
 
+def _transformer_block(layer, inputs, output):
+    """q, k, v and output projections, QKᵀ and the weighting, and the two MLP layers."""
+    tokens, width = math.prod(inputs[1:-1]), inputs[-1]
+    projections = 4 * tokens * width * width
+    scores = 2 * tokens * tokens * width
+    return projections + scores + 2 * tokens * width * layer.intermediate_dim
+
+
 def _attention(layer, query, value):
     heads, key_dim = layer.num_heads, layer.key_dim
     value_dim = layer.value_dim or key_dim
@@ -54,6 +64,7 @@ COUNTERS = {
     keras.layers.AveragePooling2D: _average_pool,
     keras.layers.GlobalAveragePooling2D: _average_pool,
     keras.layers.GlobalAveragePooling1D: _average_pool,
+    TransformerBlock: _transformer_block,
 }
 
 

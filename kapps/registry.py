@@ -68,6 +68,33 @@ def register_model(task, *, variants=None, test_kwargs=None, min_input_size=32):
     return decorate
 
 
+def model_arguments(overrides, target):
+    """`overrides` without its None values, checked against what `target` takes.
+
+    Raises `ValueError` (which `create_model` reports as a `ConfigError`) for
+    an argument `target` (the model class) does not take.
+    """
+    accepted = set(inspect.signature(target).parameters) - {"self", "args", "kwargs"}
+    unknown = sorted(set(overrides) - accepted)
+    if unknown:
+        raise ValueError(f"unknown argument {unknown[0]!r}; one of {sorted(accepted)}")
+    return {k: v for k, v in overrides.items() if v is not None}
+
+
+def variant_arguments(variants, variant, overrides, target):
+    """One row of a variant table with the caller's `model_arguments` on top.
+
+    Example:
+    >>> class Net:
+    ...     def __init__(self, width, depth=2): ...
+    >>> variant_arguments({"small": {"width": 8}}, "small", {"depth": 3, "width": None}, Net)
+    {'width': 8, 'depth': 3}
+    """
+    if variant not in variants:
+        raise ValueError(f"unknown variant {variant!r}; one of {sorted(variants)}")
+    return {**variants[variant], **model_arguments(overrides, target)}
+
+
 def list_models(task=None):
     """Sorted names of the registered models, optionally of one task only."""
     return sorted(n for n, e in _REGISTRY.items() if task is None or e.task == task)

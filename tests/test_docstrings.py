@@ -12,6 +12,7 @@ MODULES = [
     "kapps.classification.alexnet",
     "kapps.features",
     "kapps.flops",
+    "kapps.layers.transformer",
 ]
 
 

@@ -14,14 +14,14 @@ paper reports 60 million for its split version.
 
 import keras
 
-from kapps.classification.common import (
+from kapps.layers import LocalResponseNormalization
+from kapps.layers.common import (
     check_common_args,
     check_input_size,
     classifier,
     pool_features,
     raw_pixel_input,
 )
-from kapps.layers import LocalResponseNormalization
 from kapps.registry import register_model
 
 # (filters, kernel, stride, padding, LRN after, max-pool after)

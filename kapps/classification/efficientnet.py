@@ -11,7 +11,7 @@ import math
 
 import keras
 
-from kapps.classification.common import (
+from kapps.layers.common import (
     check_common_args,
     check_input_size,
     head,

@@ -17,14 +17,14 @@ With biases, at 224×224×3 and 1,000 classes: 6,998,552 parameters, and
 
 import keras
 
-from kapps.classification.common import (
+from kapps.layers import LocalResponseNormalization
+from kapps.layers.common import (
     check_common_args,
     check_input_size,
     classifier,
     pool_features,
     raw_pixel_input,
 )
-from kapps.layers import LocalResponseNormalization
 from kapps.registry import register_model
 
 # Table 1: name: (#1×1, #3×3 reduce, #3×3, #5×5 reduce, #5×5, pool proj)

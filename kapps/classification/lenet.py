@@ -26,7 +26,7 @@ pooling, which trains faster with today's optimisers.
 
 import keras
 
-from kapps.classification.common import (
+from kapps.layers.common import (
     check_common_args,
     classifier,
     pool_features,

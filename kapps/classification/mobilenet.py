@@ -12,7 +12,7 @@ MobileNet for α = 1.0 (4,253,864), 0.75 (2,601,976), 0.5 (1,342,536) and 0.25
 
 import keras
 
-from kapps.classification.common import (
+from kapps.layers.common import (
     check_common_args,
     check_input_size,
     head,

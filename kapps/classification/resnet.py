@@ -23,7 +23,7 @@ that the same weights fit; the basic-block variants follow torchvision's.
 
 import keras
 
-from kapps.classification.common import (
+from kapps.layers.common import (
     check_common_args,
     check_input_size,
     head,

@@ -8,7 +8,7 @@ reports 138 and 144 million.
 
 import keras
 
-from kapps.classification.common import (
+from kapps.layers.common import (
     check_common_args,
     check_input_size,
     classifier,

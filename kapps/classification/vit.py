@@ -13,13 +13,13 @@ implementation: vit_tiny16 5,717,416; vit_small16 22,050,664; vit_base16
 
 import keras
 
-from kapps.classification.common import (
+from kapps.layers import ClassTokenPositionEmbedding, TransformerBlock
+from kapps.layers.common import (
     check_common_args,
     classifier,
     pool_features,
     raw_pixel_input,
 )
-from kapps.layers import ClassTokenPositionEmbedding
 from kapps.registry import register_model
 
 SIZES = {  # hidden size, depth, heads, MLP size
@@ -34,21 +34,6 @@ VARIANTS = {
     for patch in (16, 32)
 }
 LN_EPSILON = 1e-6
-
-
-def encoder_block(x, heads, mlp_dim, dropout, name):
-    """Pre-LN block: x + MSA(LN(x)), then x + MLP(LN(x)) (eq. 2 and 3)."""
-    dim = x.shape[-1]
-    y = keras.layers.LayerNormalization(epsilon=LN_EPSILON, name=f"{name}_ln1")(x)
-    y = keras.layers.MultiHeadAttention(
-        heads, dim // heads, dropout=dropout, name=f"{name}_attention"
-    )(y, y)
-    x = keras.layers.Add(name=f"{name}_add1")([x, y])
-    y = keras.layers.LayerNormalization(epsilon=LN_EPSILON, name=f"{name}_ln2")(x)
-    y = keras.layers.Dense(mlp_dim, activation="gelu", name=f"{name}_mlp1")(y)
-    y = keras.layers.Dropout(dropout, name=f"{name}_mlp_dropout")(y)
-    y = keras.layers.Dense(dim, name=f"{name}_mlp2")(y)
-    return keras.layers.Add(name=f"{name}_add2")([x, y])
 
 
 @register_model(
@@ -89,7 +74,10 @@ def vit(
     x = ClassTokenPositionEmbedding(name="cls_pos_embed")(x)
     x = keras.layers.Dropout(dropout, name="embed_dropout")(x)
     for index in range(depth):
-        x = encoder_block(x, heads, mlp_dim, dropout, f"encoder_block{index + 1}")
+        block = TransformerBlock(
+            heads, mlp_dim, dropout, LN_EPSILON, name=f"encoder_block{index + 1}"
+        )
+        x = block(x)
     x = keras.layers.LayerNormalization(epsilon=LN_EPSILON, name="encoder_norm")(x)
     if include_top:
         x = keras.layers.Cropping1D((0, grid[0] * grid[1]), name="class_token")(x)

@@ -30,11 +30,27 @@ from scipy.optimize import linear_sum_assignment
 from kapps.detection.base import Detector
 from kapps.detection.boxes import EPSILON
 from kapps.features import feature_layers
-from kapps.registry import create_model, register_model
+from kapps.registry import create_model, register_model, variant_arguments
 
-VARIANTS = {  # backbone, hidden size, encoder and decoder layers, heads, FFN width, queries
-    "detr_resnet50": ("resnet50", 256, 6, 6, 8, 2048, 100),
-    "detr_tiny": ("resnet18", 128, 2, 2, 4, 512, 20),
+VARIANTS = {
+    "detr_resnet50": {  # the paper's
+        "backbone": "resnet50",
+        "hidden_dim": 256,
+        "encoder_layers": 6,
+        "decoder_layers": 6,
+        "heads": 8,
+        "ffn_dim": 2048,
+        "num_queries": 100,
+    },
+    "detr_tiny": {  # CPU-sized
+        "backbone": "resnet18",
+        "hidden_dim": 128,
+        "encoder_layers": 2,
+        "decoder_layers": 2,
+        "heads": 4,
+        "ffn_dim": 512,
+        "num_queries": 20,
+    },
 }
 COST = {"class": 1.0, "l1": 5.0, "giou": 2.0}
 NO_OBJECT_WEIGHT = 0.1
@@ -430,37 +446,20 @@ class DETR(Detector):
     min_input_size=64,
 )
 def detr(
-    input_shape=(800, 800, 3),
-    num_classes=91,
-    *,
-    variant="detr_resnet50",
-    backbone=None,
-    hidden_dim=None,
-    encoder_layers=None,
-    decoder_layers=None,
-    heads=None,
-    ffn_dim=None,
-    num_queries=None,
-    dropout=0.1,
-    feature_stride=32,
-    score_threshold=0.3,
-    iou_threshold=0.9,
-    max_detections=100,
-    name=None,
+    input_shape=(800, 800, 3), num_classes=91, *, variant="detr_resnet50", name=None, **overrides
 ):
-    """Build DETR; any size argument overrides the variant's.
+    """Build DETR: a row of `VARIANTS` with any `DETR` argument overriding it.
 
     Args:
         input_shape: (height, width, channels), sides divisible by 32.
         num_classes: object classes (the paper's COCO head: 91 ids).
         variant: `detr_resnet50` (the paper's) or `detr_tiny` (CPU-sized).
-        backbone: a classification model name; None: the variant's.
-        hidden_dim, encoder_layers, decoder_layers, heads, ffn_dim, num_queries:
-            None: the variant's.
-        dropout: transformer dropout.
-        feature_stride: 32, or 16 for small objects.
-        score_threshold, iou_threshold, max_detections: what `predict` keeps.
         name: model name; None: the variant.
+        **overrides: `backbone` (a classification model name), `hidden_dim`,
+            `encoder_layers`, `decoder_layers`, `heads`, `ffn_dim`,
+            `num_queries` (the variant's), `dropout` (0.1), `feature_stride`
+            (32, or 16 for small objects), `score_threshold`, `iou_threshold`,
+            `max_detections` (what `predict` keeps).
 
     Example:
     >>> model = detr((64, 64, 3), 3, backbone="lenet5", hidden_dim=16, encoder_layers=1,
@@ -468,23 +467,5 @@ def detr(
     >>> model.output_shape  # queries × (classes + "no object" + box) per decoder layer
     (None, 5, 8)
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown DETR variant {variant!r}; one of {sorted(VARIANTS)}")
-    body, dim, encoders, decoders, n_heads, ffn, queries = VARIANTS[variant]
-    return DETR(
-        input_shape,
-        num_classes,
-        backbone=backbone or body,
-        hidden_dim=hidden_dim or dim,
-        encoder_layers=encoder_layers or encoders,
-        decoder_layers=decoder_layers or decoders,
-        heads=heads or n_heads,
-        ffn_dim=ffn_dim or ffn,
-        num_queries=num_queries or queries,
-        dropout=dropout,
-        feature_stride=feature_stride,
-        score_threshold=score_threshold,
-        iou_threshold=iou_threshold,
-        max_detections=max_detections,
-        name=name or variant,
-    )
+    args = variant_arguments(VARIANTS, variant, overrides, DETR)
+    return DETR(input_shape, num_classes, **args, name=name or variant)

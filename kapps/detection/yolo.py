@@ -26,7 +26,6 @@ import math
 import keras
 from keras import ops
 
-from kapps.classification.common import raw_pixel_input
 from kapps.detection.assign import task_aligned_targets
 from kapps.detection.base import Detector
 from kapps.detection.boxes import (
@@ -36,12 +35,13 @@ from kapps.detection.boxes import (
     distances_to_boxes,
 )
 from kapps.features import feature_layers
-from kapps.registry import create_model, register_model
+from kapps.layers.common import raw_pixel_input
+from kapps.registry import create_model, register_model, variant_arguments
 
-VARIANTS = {  # depth multiple, width multiple, widest layer (YOLOv8's n/s/m rows)
-    "yolo_n": (0.33, 0.25, 1024),
-    "yolo_s": (0.33, 0.50, 1024),
-    "yolo_m": (0.67, 0.75, 768),
+VARIANTS = {  # YOLOv8's n/s/m rows: depth and width multiples, widest layer
+    "yolo_n": {"depth_multiple": 0.33, "width_multiple": 0.25, "max_channels": 1024},
+    "yolo_s": {"depth_multiple": 0.33, "width_multiple": 0.50, "max_channels": 1024},
+    "yolo_m": {"depth_multiple": 0.67, "width_multiple": 0.75, "max_channels": 768},
 }
 STRIDES = (8, 16, 32)
 BACKBONE = ((64, 0), (128, 3), (256, 6), (512, 6), (1024, 3))  # (width, C2f blocks) per stride
@@ -319,57 +319,25 @@ class YOLO(Detector):
     test_kwargs={"input_shape": (64, 64, 3), "num_classes": 3, "width_multiple": 0.0625},
     min_input_size=64,
 )
-def yolo(
-    input_shape=(640, 640, 3),
-    num_classes=80,
-    *,
-    variant="yolo_n",
-    backbone="csp",
-    depth_multiple=None,
-    width_multiple=None,
-    max_channels=None,
-    reg_max=16,
-    score_threshold=0.25,
-    iou_threshold=0.7,
-    max_detections=100,
-    top_k=10,
-    loss_weights=None,
-    name=None,
-):
-    """Build a YOLO detector; the size multipliers override the variant's.
+def yolo(input_shape=(640, 640, 3), num_classes=80, *, variant="yolo_n", name=None, **overrides):
+    """Build a YOLO detector: a row of `VARIANTS` with any `YOLO` argument overriding it.
 
     Args:
         input_shape: (height, width, channels), sides divisible by 32.
         num_classes: object classes.
         variant: `yolo_n`, `yolo_s` or `yolo_m`.
-        backbone: "csp", or a registered classification model name.
-        depth_multiple, width_multiple, max_channels: None: the variant's.
-        reg_max: distance bins per box side.
-        score_threshold, iou_threshold, max_detections: non-max suppression.
-        top_k: positives per box in the task-aligned assignment.
-        loss_weights: overrides of `{"box": 7.5, "cls": 0.5, "dfl": 1.5}`.
         name: model name; None: the variant.
+        **overrides: `depth_multiple`, `width_multiple`, `max_channels` (the
+            variant's), `backbone` ("csp", or a registered classification
+            model), `reg_max` (distance bins per box side), `score_threshold`,
+            `iou_threshold`, `max_detections` (non-max suppression), `top_k`
+            (positives per box in the assignment), `loss_weights` (overrides of
+            `{"box": 7.5, "cls": 0.5, "dfl": 1.5}`).
 
     Example:
     >>> model = yolo((64, 64, 3), num_classes=2, width_multiple=0.0625)
     >>> model.output_shape  # 8² + 4² + 2² anchor points, 4 × 16 bins + 2 classes
     (None, 84, 66)
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown YOLO variant {variant!r}; one of {sorted(VARIANTS)}")
-    depth, width, widest = VARIANTS[variant]
-    return YOLO(
-        input_shape,
-        num_classes,
-        backbone=backbone,
-        depth_multiple=depth if depth_multiple is None else depth_multiple,
-        width_multiple=width if width_multiple is None else width_multiple,
-        max_channels=widest if max_channels is None else max_channels,
-        reg_max=reg_max,
-        score_threshold=score_threshold,
-        iou_threshold=iou_threshold,
-        max_detections=max_detections,
-        top_k=top_k,
-        loss_weights=loss_weights,
-        name=name or variant,
-    )
+    args = variant_arguments(VARIANTS, variant, overrides, YOLO)
+    return YOLO(input_shape, num_classes, **args, name=name or variant)

@@ -22,10 +22,10 @@ probability and applies class-wise non-max suppression, as section 2.2 does.
 import keras
 from keras import ops
 
-from kapps.classification.common import raw_pixel_input
 from kapps.detection.base import Detector
 from kapps.detection.boxes import pairwise_iou
-from kapps.registry import register_model
+from kapps.layers.common import raw_pixel_input
+from kapps.registry import model_arguments, register_model
 
 # (kernel, filters, stride) per convolution; "M" a 2×2 max pool (Figure 3).
 DARKNET = [
@@ -208,50 +208,24 @@ class YOLOv1(Detector):
     test_kwargs={"input_shape": (64, 64, 3), "num_classes": 3, "width": 0.125, "dense_units": 32},
     min_input_size=64,
 )
-def yolov1(
-    input_shape=(448, 448, 3),
-    num_classes=20,
-    *,
-    layers="darknet",
-    grid=7,
-    boxes_per_cell=2,
-    width=1.0,
-    dense_units=4096,
-    dropout=0.5,
-    score_threshold=0.2,
-    iou_threshold=0.5,
-    max_detections=100,
-    name=None,
-):
+def yolov1(input_shape=(448, 448, 3), num_classes=20, *, name=None, **overrides):
     """Build YOLO v1 (the paper: 448×448, S = 7, B = 2, C = 20 for VOC).
 
     Args:
         input_shape: (height, width, channels).
         num_classes: C.
-        layers: "darknet" (Figure 3's 24 convolutions) or "fast" (Fast YOLO's 9).
-        grid, boxes_per_cell: S and B.
-        width: filter multiplier (1.0: the paper's).
-        dense_units: hidden fully connected units (0: none).
-        dropout: after it.
-        score_threshold, iou_threshold, max_detections: non-max suppression.
         name: model name; None: "yolov1" or "yolov1_tiny".
+        **overrides: any `YOLOv1` argument: `layers` ("darknet", Figure 3's 24
+            convolutions, or "fast", Fast YOLO's 9), `grid` and
+            `boxes_per_cell` (S and B), `width` (filter multiplier),
+            `dense_units` (hidden fully connected units, 0: none), `dropout`,
+            `score_threshold`, `iou_threshold`, `max_detections`.
 
     Example:
     >>> model = yolov1((64, 64, 3), 3, layers="fast", width=0.125, dense_units=0)
     >>> model.output_shape
     (None, 7, 7, 13)
     """
-    return YOLOv1(
-        input_shape,
-        num_classes,
-        grid=grid,
-        boxes_per_cell=boxes_per_cell,
-        layers=layers,
-        width=width,
-        dense_units=dense_units,
-        dropout=dropout,
-        score_threshold=score_threshold,
-        iou_threshold=iou_threshold,
-        max_detections=max_detections,
-        name=name or ("yolov1" if layers == "darknet" else "yolov1_tiny"),
-    )
+    args = model_arguments(overrides, YOLOv1)
+    default = "yolov1" if args.get("layers", "darknet") == "darknet" else "yolov1_tiny"
+    return YOLOv1(input_shape, num_classes, **args, name=name or default)

@@ -24,9 +24,9 @@ rather than a class token.
 import keras
 from keras import ops
 
+from kapps.layers.transformer import GPT_INIT, PositionEmbedding, TransformerBlock
 from kapps.registry import create_model, register_model
-from kapps.retrieval.layers import ContrastiveLogits, MaskedPooling, TextEncoderBlock
-from kapps.text.layers import INIT, PositionEmbedding
+from kapps.retrieval.layers import ContrastiveLogits, MaskedPooling
 
 VARIANTS = {  # image tower and its pooling, image side, text width, layers, heads,
     # embedding size, tokens. clip_tiny is for small CPU-sized pictures: LeNet-5
@@ -114,14 +114,19 @@ class CLIP(keras.Model):
         image_embedding = keras.layers.UnitNormalization(dtype="float32", name="image_embedding")(x)
 
         t = keras.layers.Embedding(
-            vocab_size, text_width, embeddings_initializer=INIT, name="token_embedding"
+            vocab_size, text_width, embeddings_initializer=GPT_INIT, name="token_embedding"
         )(token_ids)
         t = keras.layers.Add(name="embeddings_add")(
             [t, PositionEmbedding(max_length, name="position_embedding")(t)]
         )
         for i in range(text_layers):
-            t = TextEncoderBlock(
-                text_heads, text_intermediate_dim, dropout, LN_EPSILON, name=f"text_block_{i}"
+            t = TransformerBlock(
+                text_heads,
+                text_intermediate_dim,
+                dropout,
+                LN_EPSILON,
+                kernel_initializer=GPT_INIT,
+                name=f"text_block_{i}",
             )(t, padding_mask)
         t = keras.layers.LayerNormalization(epsilon=LN_EPSILON, name="text_norm")(t)
         t = MaskedPooling(text_pooling, name="text_pool")(t, padding_mask)

@@ -1,72 +1,9 @@
-"""Text-tower and contrastive-head layers of the dual encoder. `keras.ops` only."""
+"""Pooling and contrastive-head layers of the dual encoder. `keras.ops` only."""
 
 import math
 
 import keras
 from keras import ops
-
-from kapps.text.layers import INIT
-
-
-@keras.saving.register_keras_serializable(package="kapps")
-class TextEncoderBlock(keras.layers.Layer):
-    """Pre-LayerNorm transformer encoder block over tokens with a padding mask.
-
-    x + MHA(LN(x)) then x + MLP(LN(x)); every token attends to every real
-    (unpadded) token. Same sizes as CLIP's text block: biases on q/k/v/output,
-    a 4× GELU MLP.
-    """
-
-    def __init__(self, num_heads, intermediate_dim, dropout=0.0, epsilon=1e-5, **kwargs):
-        super().__init__(**kwargs)
-        self.num_heads = num_heads
-        self.intermediate_dim = intermediate_dim
-        self.dropout = dropout
-        self.epsilon = epsilon
-
-    def build(self, input_shape):
-        dim = input_shape[-1]
-        self.norm1 = keras.layers.LayerNormalization(epsilon=self.epsilon, name="norm1")
-        self.attention = keras.layers.MultiHeadAttention(
-            self.num_heads,
-            dim // self.num_heads,
-            dropout=self.dropout,
-            kernel_initializer=INIT,
-            name="attention",
-        )
-        self.norm2 = keras.layers.LayerNormalization(epsilon=self.epsilon, name="norm2")
-        self.mlp_in = keras.layers.Dense(
-            self.intermediate_dim, activation="gelu", kernel_initializer=INIT, name="mlp_in"
-        )
-        self.mlp_out = keras.layers.Dense(dim, kernel_initializer=INIT, name="mlp_out")
-        self.mlp_dropout = keras.layers.Dropout(self.dropout)
-        self.norm1.build(input_shape)
-        self.attention.build(input_shape, input_shape)
-        self.norm2.build(input_shape)
-        self.mlp_in.build(input_shape)
-        self.mlp_out.build((*input_shape[:-1], self.intermediate_dim))
-
-    def call(self, x, padding_mask, training=None):
-        # (batch, query, key): a query attends to the keys that are real tokens.
-        keys = ops.cast(padding_mask, "bool")[:, None, :]
-        length = ops.shape(x)[1]
-        mask = ops.broadcast_to(keys, (ops.shape(x)[0], length, length))
-        y = self.norm1(x)
-        x = x + self.attention(y, y, attention_mask=mask, training=training)
-        y = self.mlp_out(self.mlp_in(self.norm2(x)))
-        return x + self.mlp_dropout(y, training=training)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "num_heads": self.num_heads,
-            "intermediate_dim": self.intermediate_dim,
-            "dropout": self.dropout,
-            "epsilon": self.epsilon,
-        }
 
 
 @keras.saving.register_keras_serializable(package="kapps")

@@ -11,8 +11,8 @@ decoder layers of the encoder's width; so does this builder.
 
 import keras
 
-from kapps.classification.vit import LN_EPSILON, SIZES, encoder_block, vit
-from kapps.layers import ClassEmbeddings
+from kapps.classification.vit import LN_EPSILON, SIZES, vit
+from kapps.layers import ClassEmbeddings, TransformerBlock
 from kapps.registry import register_model
 
 VARIANTS = {
@@ -58,7 +58,10 @@ def segmenter(
     x = keras.layers.Dense(dim, name="decoder_proj")(x)
     x = ClassEmbeddings(num_classes, name="class_embeddings")(x)
     for index in range(decoder_layers):
-        x = encoder_block(x, heads, mlp_dim, dropout, f"decoder_block{index + 1}")
+        block = TransformerBlock(
+            heads, mlp_dim, dropout, LN_EPSILON, name=f"decoder_block{index + 1}"
+        )
+        x = block(x)
     x = keras.layers.LayerNormalization(epsilon=LN_EPSILON, name="decoder_norm")(x)
     patch_features = keras.layers.Cropping1D((0, num_classes), name="patch_features")(x)
     class_features = keras.layers.Cropping1D((patches, 0), name="class_features")(x)

@@ -22,8 +22,8 @@ layers named in `skip_layers`.
 
 import keras
 
-from kapps.classification.common import raw_pixel_input
 from kapps.features import feature_layers
+from kapps.layers.common import raw_pixel_input
 from kapps.registry import create_model, register_model
 
 VARIANTS = {

@@ -20,15 +20,15 @@ block's keys and values kept in a cache of shape
 import keras
 from keras import ops
 
-from kapps.registry import register_model
-from kapps.text.layers import INIT, DecoderBlock, PositionEmbedding
+from kapps.layers.transformer import GPT_INIT, PositionEmbedding, TransformerBlock
+from kapps.registry import register_model, variant_arguments
 
-VARIANTS = {  # layers, heads, width, default context length
-    "gpt_nano": (3, 3, 48, 256),
-    "gpt_micro": (4, 4, 128, 256),
-    "gpt_mini": (6, 6, 192, 256),
-    "gpt2_small": (12, 12, 768, 1024),
-    "gpt2_medium": (24, 16, 1024, 1024),
+VARIANTS = {  # minGPT's small sizes, and GPT-2's (Radford et al. 2019, Table 2)
+    "gpt_nano": {"num_layers": 3, "num_heads": 3, "hidden_dim": 48, "max_length": 256},
+    "gpt_micro": {"num_layers": 4, "num_heads": 4, "hidden_dim": 128, "max_length": 256},
+    "gpt_mini": {"num_layers": 6, "num_heads": 6, "hidden_dim": 192, "max_length": 256},
+    "gpt2_small": {"num_layers": 12, "num_heads": 12, "hidden_dim": 768, "max_length": 1024},
+    "gpt2_medium": {"num_layers": 24, "num_heads": 16, "hidden_dim": 1024, "max_length": 1024},
 }
 LN_EPSILON = 1e-5
 
@@ -62,7 +62,7 @@ class GPT(keras.Model):
             vocab_size,
             hidden_dim,
             tie_weights=tie_weights,
-            embeddings_initializer=INIT,
+            embeddings_initializer=GPT_INIT,
             reverse_dtype="float32",
             name="token_embedding",
         )
@@ -71,7 +71,16 @@ class GPT(keras.Model):
         x = keras.layers.Add(name="embeddings_add")([x, positions])
         x = keras.layers.Dropout(dropout, name="embeddings_dropout")(x)
         for i in range(num_layers):
-            x = DecoderBlock(num_heads, intermediate_dim, dropout, LN_EPSILON, name=f"block_{i}")(x)
+            x = TransformerBlock(
+                num_heads,
+                intermediate_dim,
+                dropout,
+                LN_EPSILON,
+                causal=True,
+                activation="gelu_tanh",
+                kernel_initializer=GPT_INIT,
+                name=f"block_{i}",
+            )(x)
         x = keras.layers.LayerNormalization(epsilon=LN_EPSILON, name="final_norm")(x)
         logits = embedding(x, reverse=True)
         super().__init__(inputs=token_ids, outputs=logits, **kwargs)
@@ -145,51 +154,26 @@ class GPT(keras.Model):
         "num_heads": 2,
     },
 )
-def gpt(
-    vocab_size=50257,
-    *,
-    variant="gpt_nano",
-    max_length=None,
-    num_layers=None,
-    num_heads=None,
-    hidden_dim=None,
-    intermediate_dim=None,
-    dropout=0.0,
-    tie_weights=True,
-    name=None,
-):
-    """Build a GPT; any size argument overrides the variant's.
+def gpt(vocab_size=50257, *, variant="gpt_nano", max_length=None, name=None, **overrides):
+    """Build a GPT: a row of `VARIANTS` with any `GPT` argument overriding it.
 
     Args:
         vocab_size: number of token ids.
-        variant: a row of `VARIANTS` (`gpt_nano`, …, `gpt2_small`, `gpt2_medium`).
+        variant: `gpt_nano`, `gpt_micro`, `gpt_mini`, `gpt2_small` or `gpt2_medium`.
         max_length: context length; None: the variant's (256, GPT-2: 1,024).
-        num_layers, num_heads, hidden_dim: block sizes; None: the variant's.
-        intermediate_dim: MLP width; None: 4 × hidden_dim.
-        dropout: dropout rate (GPT-2: 0.1).
-        tie_weights: output logits through the transposed token embedding.
         name: model name; None: the variant.
+        **overrides: `num_layers`, `num_heads`, `hidden_dim`, `intermediate_dim`
+            (default 4 × hidden_dim), `dropout` (GPT-2: 0.1), `tie_weights`.
 
     Example:
     >>> model = gpt(65, variant="gpt_nano", max_length=32)
     >>> model.output_shape
     (None, None, 65)
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown GPT variant {variant!r}; one of {sorted(VARIANTS)}")
-    layers, heads, width, context = VARIANTS[variant]
-    layers, heads = num_layers or layers, num_heads or heads
-    width, context = hidden_dim or width, max_length or context
-    if width % heads:
-        raise ValueError(f"hidden_dim {width} is not divisible by num_heads {heads}")
-    return GPT(
-        vocab_size,
-        layers,
-        heads,
-        width,
-        intermediate_dim or 4 * width,
-        context,
-        dropout=dropout,
-        tie_weights=tie_weights,
-        name=name or variant,
-    )
+    args = variant_arguments(VARIANTS, variant, {"max_length": max_length, **overrides}, GPT)
+    args.setdefault("intermediate_dim", 4 * args["hidden_dim"])
+    if args["hidden_dim"] % args["num_heads"]:
+        raise ValueError(
+            f"hidden_dim {args['hidden_dim']} is not divisible by num_heads {args['num_heads']}"
+        )
+    return GPT(vocab_size, **args, name=name or variant)
