@@ -42,7 +42,7 @@ from pipelines.config import load_config
 from pipelines.data.augment import build_augmenter
 from pipelines.data.images import batched, decoded_images
 from pipelines.data.sources import ImageSource
-from pipelines.data.synthetic import photos
+from pipelines.synthetic.shapes import photos
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTO_SIZE = (375, 500)  # height, width

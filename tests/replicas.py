@@ -107,7 +107,7 @@ def global_wheat(data_dir, n_train=24, n_test=4, size=128, seed=0):
     """Global Wheat Detection: train.csv one row per box (image_id,width,height,bbox,source),
     bbox "[x, y, w, h]"; training images without heads have no row; sample_submission
     image_id,PredictionString ("1.0 0 0 50 50", as Kaggle shipped it)."""
-    from pipelines.data.synthetic import background
+    from pipelines.synthetic.shapes import background
 
     data_dir = Path(data_dir)
     rng = np.random.default_rng(seed)

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from pipelines.data.shape_captions import caption, draw, label, scene
 from pipelines.runs import write_text
+from pipelines.synthetic.captioned_shapes import caption, draw, label, scene
 
 SEED = 11
 TRAIN, TEST, SIZE, CAPTIONS = 3000, 300, 64, 5

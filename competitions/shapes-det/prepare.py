@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from pipelines.data.synthetic import SHAPES, scene
 from pipelines.runs import atomic_write
+from pipelines.synthetic.shapes import SHAPES, scene
 
 SEED = 11
 TRAIN, TEST, SIZE = 1600, 200, 128

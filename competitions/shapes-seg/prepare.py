@@ -20,7 +20,7 @@ import pandas as pd
 from PIL import Image
 
 from kapps.segmentation import rle
-from pipelines.data.synthetic import SHAPES, scene
+from pipelines.synthetic.shapes import SHAPES, scene
 
 SEED = 7
 TRAIN, TEST, SIZE = 8000, 200, 64

@@ -1,7 +1,8 @@
 """Hold a submission against `sample_submission.csv` before it is written.
 
 Checks, in order: header, row count, the id set, the id order, the value types,
-missing values, and values outside the task's classes. The first failure raises `SubmissionError` with one line.
+missing values, and values outside the task's classes. The first failure raises
+`SubmissionError` with one line.
 """
 
 from pathlib import Path
