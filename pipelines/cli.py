@@ -4,19 +4,24 @@ ensemble | generate.
 A user-caused failure (bad config, missing or corrupt file, invalid
 submission) prints one line and exits with status 2; anything else is a bug
 and keeps its traceback.
+
+The commands import Keras (and with it TensorFlow) only when they run, after
+`main` has decided how much TensorFlow may print: by default the user sees
+kapps' own lines and Keras' progress; `kapps --verbose …` shows the rest.
 """
 
 import functools
+import logging
+import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
-
-from kapps.errors import KappsError
 
 app = typer.Typer(
     add_completion=False,
@@ -38,11 +43,30 @@ OverrideFiles = Annotated[
 RunDir = Annotated[Path, typer.Argument(help="run folder, e.g. runs/digits/lenet5-1a2b3c4d")]
 
 
+@app.callback()
+def main(
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", help="also show TensorFlow's and absl's own log lines"),
+    ] = False,
+):
+    """Keras 3 classics and Kaggle-style competition pipelines."""
+    if verbose:
+        return
+    # TensorFlow reads its C++ log level once, when it is first imported.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="tensorflow")
+
+
 def user_errors(command):
     """Turn a `KappsError` into one red line and exit status 2."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        from kapps.errors import KappsError
+
         try:
             return command(*args, **kwargs)
         except KappsError as err:
@@ -164,6 +188,7 @@ def submit(
     message: Annotated[str | None, typer.Option(help="Kaggle submission message")] = None,
 ):
     """Validate a run's submission.csv against sample_submission.csv; --kaggle uploads it."""
+    from kapps.errors import ConfigError
     from pipelines.predict import check_submission, load_run
     from pipelines.prepare import kaggle_submit
     from pipelines.runs import RunFolder
@@ -176,7 +201,7 @@ def submit(
         slug = cfg.competition.kaggle
         if not slug or "/" in slug:
             what = f"the Kaggle dataset {slug}" if slug else "no competition.kaggle slug"
-            raise KappsError(f"{cfg.competition.name} is not a Kaggle competition ({what})")
+            raise ConfigError(f"{cfg.competition.name} is not a Kaggle competition ({what})")
         text = message or f"kapps {cfg.model.name} ({Path(run_dir).name})"
         _log(kaggle_submit(slug, path, text, log=_log))
 

@@ -10,7 +10,8 @@ from PIL import Image
 
 from pipelines.box_metrics import coco_map, wheat_image_score, wheat_score
 from pipelines.config import load_config
-from pipelines.data.boxes import batched_detections, decoded_detection_set, read_box_source
+from pipelines.data.box_batches import batched_detections, decoded_detection_set
+from pipelines.data.boxes import read_box_source
 from pipelines.errors import DataError
 from pipelines.submit.writers import box_string, boxes_frame, parse_box_string
 from tests import replicas

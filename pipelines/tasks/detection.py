@@ -4,7 +4,8 @@ import numpy as np
 
 from pipelines.box_metrics import coco_evaluation, coco_map, precision_recall, wheat_score
 from pipelines.data.augment import build_augmenter
-from pipelines.data.boxes import batched_detections, decoded_detection_set, read_box_source
+from pipelines.data.box_batches import batched_detections, decoded_detection_set
+from pipelines.data.boxes import read_box_source
 from pipelines.data.splits import split_rows
 from pipelines.errors import DataError, SubmissionError
 from pipelines.hostcall import host_callback
