@@ -41,7 +41,7 @@ def test_fold_errors(competition, cli):
     with pytest.raises(Exception, match="3 groups, fewer than cv.folds 4"):
         fold_rows(cfg, 9, None, np.arange(9) // 3)
     bad = cli("train", competition("pydoc-text"), "cv.folds=3")
-    assert bad.exit_code == 2 and "end of the corpus" in bad.output
+    assert bad.exit_code == 2 and "text runs are not cross-validated" in bad.output
     bad = cli("train", digits, "cv.folds=3", "cv.strategy=group")
     assert bad.exit_code == 2 and "cv.group_column" in bad.output
 

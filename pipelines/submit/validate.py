@@ -95,7 +95,7 @@ def validate_submission(frame, sample, name="submission", allow_empty=(), valid_
         if bad.any():
             row = int(bad.to_numpy().argmax())
             raise SubmissionError(
-                f"{name}: row {row + 2} has {column} {frame[column].iloc[row]!r}, not one of "
+                f"{name}: row {row + 2} has {column} {frame[column].iloc[row]}, not one of "
                 f"the competition's classes ({_examples(sorted(allowed))})"
             )
 
