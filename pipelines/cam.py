@@ -71,9 +71,10 @@ def grad_cam(model, images, classes=None, layer_name=None):
     cut = model.get_layer(layer_name).output
     body = keras.Model(model.inputs, cut)
     tail = keras.Model(cut, model.outputs[0])
-    features = np.asarray(body.predict(images, verbose=0), dtype="float32")
+    # A few images: eager calls, not `predict`, which traces a function per new model.
+    features = keras.ops.convert_to_numpy(body(images, training=False)).astype("float32")
     if classes is None:
-        classes = np.asarray(tail.predict(features, verbose=0)).argmax(axis=1)
+        classes = keras.ops.convert_to_numpy(tail(features, training=False)).argmax(axis=1)
     grads = _gradient(tail, features, np.asarray(classes))
     weights = grads.mean(axis=(1, 2), keepdims=True)
     cams = np.maximum((weights * features).sum(axis=-1), 0)

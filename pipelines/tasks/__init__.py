@@ -1,6 +1,6 @@
 """One `Task` per family binds what differs; train/predict/submit stay task-neutral."""
 
-from pipelines.tasks.base import Task, TrainingData
+from pipelines.tasks.base import Evaluation, Task, TestSet, TrainingData
 from pipelines.tasks.classification import ClassificationTask
 from pipelines.tasks.detection import DetectionTask
 from pipelines.tasks.retrieval import RetrievalTask
@@ -18,4 +18,4 @@ def get_task(cfg):
     return TASKS[cfg.competition.task](cfg)
 
 
-__all__ = ["TASKS", "Task", "TrainingData", "get_task"]
+__all__ = ["TASKS", "Evaluation", "Task", "TestSet", "TrainingData", "get_task"]

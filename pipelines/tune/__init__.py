@@ -28,7 +28,8 @@ samples anything (failed, marked `kapps:surplus`).
 from pipelines.tune.report import Report, report
 from pipelines.tune.space import nested, suggest, trial_config
 from pipelines.tune.storage import HeartbeatJournalStorage, open_storage, redact
-from pipelines.tune.study import Study, open_study, optimize, run_workers
+from pipelines.tune.study import Study, open_study, optimize
+from pipelines.tune.workers import run_workers
 
 __all__ = [
     "HeartbeatJournalStorage",

@@ -4,8 +4,6 @@ import gc
 import logging
 import os
 import socket
-import subprocess
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -18,7 +16,7 @@ import pandas as pd
 from optuna.trial import TrialState
 from optuna_integration import KerasPruningCallback
 
-from kapps.errors import ConfigError, KappsError
+from kapps.errors import ConfigError
 from pipelines.cv import train_folds_or_one
 from pipelines.runs import RunFolder, TuneFolder
 from pipelines.tasks import get_task
@@ -301,23 +299,3 @@ def optimize(session, timeout=None, log=print):
                 callbacks=[announce],
                 gc_after_trial=True,
             )
-
-
-def run_workers(count, child_args, log=print):
-    """Start `count` worker processes of `kapps tune` on one storage and wait for them."""
-    procs = []
-    for index in range(count):
-        argv = [sys.executable, "-m", "pipelines.cli", "tune", *child_args]
-        argv += ["--worker-index", str(index)]
-        procs.append(subprocess.Popen(argv))
-    log(f"started {count} workers: {', '.join(str(p.pid) for p in procs)}")
-    try:
-        codes = [p.wait() for p in procs]
-    except KeyboardInterrupt:
-        for p in procs:
-            p.terminate()
-        raise
-    failed = [(i, c) for i, c in enumerate(codes) if c != 0]
-    if failed:
-        detail = ", ".join(f"worker {i} exited with status {c}" for i, c in failed)
-        raise KappsError(f"{detail}; the study keeps every finished trial (re-run to resume)")
