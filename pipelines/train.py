@@ -152,24 +152,29 @@ def train(cfg, log=print, *, run_dir=None, callbacks=(), verbose=2):
             if cfg.cv.fold is not None and evaluation.oof is not None:
                 write_text(run.oof, evaluation.oof.to_csv(index=False))
         plot_curves(run.history, run.plot("curves"))
-        history = pd.read_csv(run.history)
-        scores = history[monitor]
-        best_epoch = int(history["epoch"][scores.idxmin() if mode == "min" else scores.idxmax()])
-        metrics = update_json(
-            run.metrics,
-            model=cfg.model.name,
-            params=int(model.count_params()),
-            epochs_run=len(history),
-            best_epoch=best_epoch + 1,
-            monitor=monitor,
-            examples=task.examples,
-            train_images=data.train_size,
-            val_images=data.val_size,
-            skipped_files=data.skipped,
-            validation=evaluation.metrics,
-            train_seconds=read_json(run.state, {}).get("train_seconds"),
-        )
+        metrics = _record_metrics(run, cfg, task, data, model, evaluation, monitor, mode)
     return {**metrics, "run_dir": str(run.path)}
+
+
+def _record_metrics(run, cfg, task, data, model, evaluation, monitor, mode):
+    """metrics.json of a trained run: the model, its best epoch, data sizes, validation."""
+    history = pd.read_csv(run.history)
+    scores = history[monitor]
+    best_epoch = int(history["epoch"][scores.idxmin() if mode == "min" else scores.idxmax()])
+    return update_json(
+        run.metrics,
+        model=cfg.model.name,
+        params=int(model.count_params()),
+        epochs_run=len(history),
+        best_epoch=best_epoch + 1,
+        monitor=monitor,
+        examples=task.examples,
+        train_images=data.train_size,
+        val_images=data.val_size,
+        skipped_files=data.skipped,
+        validation=evaluation.metrics,
+        train_seconds=read_json(run.state, {}).get("train_seconds"),
+    )
 
 
 def _fit(cfg, task, data, run, monitor, mode, log, extra_callbacks=(), verbose=2):

@@ -92,6 +92,19 @@ def test_command_lines_name_what_exists(path):
     assert not problems, "\n".join(problems)
 
 
+TOP_FOLDERS = ("kapps/", "pipelines/", "competitions/", "tests/", "benchmarks/", "notebooks/")
+PATH_IN_TICKS = re.compile(rf"`((?:{'|'.join(map(re.escape, TOP_FOLDERS))})[^`\s]*)`")
+
+
+@pytest.mark.parametrize("path", READMES, ids=lambda p: str(p.relative_to(REPO)))
+def test_files_the_prose_names_exist(path):
+    # A competition's data/ is made by `kapps prepare` or filled by the user.
+    found = PATH_IN_TICKS.findall(path.read_text())
+    named = {p for p in found if not _placeholder(p) and "/data/" not in p}
+    missing = sorted(p for p in named if not (REPO / p.rstrip("/")).exists())
+    assert not missing, missing
+
+
 def test_the_checker_catches_what_does_not_exist():
     commands = _commands()
     assert _problems("kapps trian competitions/digits", commands)
