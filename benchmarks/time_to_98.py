@@ -36,6 +36,7 @@ from pipelines.config import load_config
 from pipelines.data.images import batched, decoded_images
 from pipelines.data.sources import read_test_source
 from pipelines.prepare import prepare
+from pipelines.tasks import get_task
 from pipelines.train import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,7 +53,7 @@ class StopAtAccuracy(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         predicted = np.argmax(self.model.predict(self.inputs, verbose=0), axis=-1)
-        labels = np.asarray(self.classes()[predicted] if self.classes else predicted)
+        labels = predicted if self.classes is None else self.classes[predicted]
         if np.mean(labels == self.truth) >= self.target:
             self.seconds, self.epochs = time.perf_counter() - self.start, epoch + 1
             self.model.stop_training = True
@@ -65,11 +66,10 @@ def _ours(cfg_dir, run_dir, seed, target, max_epochs, truth):
         [f"run.dir={run_dir}", f"train.seed={seed}", f"train.epochs={max_epochs}"],
     )
     cfg.train.resume = False
+    cfg = get_task(cfg).resolve()  # the class names the model's outputs index
     source = read_test_source(cfg)
     inputs = batched(decoded_images(source, cfg.data.image_size, cfg.data.channels), batch_size=256)
-    stop = StopAtAccuracy(
-        inputs, truth, target, start, classes=lambda: np.asarray(cfg.data.classes)
-    )
+    stop = StopAtAccuracy(inputs, truth, target, start, classes=np.asarray(cfg.data.classes))
     # The competition's early stopping stays on, as `kapps run` has it.
     train(
         cfg, log=lambda _: None, run_dir=Path(run_dir) / f"seed-{seed}", callbacks=[stop], verbose=0
