@@ -23,6 +23,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.tables import blend_table, scalars, summary_table, tune_table
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -108,51 +110,6 @@ def _log(message):
     console.print(message, highlight=False)
 
 
-def summary_table(metrics, title):
-    """The results table printed at the end of a run."""
-    table = Table(title=title, show_header=True, header_style="bold")
-    table.add_column("")
-    table.add_column("value", overflow="fold")
-    rows = [
-        ("run folder", metrics.get("run_dir")),
-        ("model", f"{metrics.get('model')} ({metrics.get('params', 0):,} parameters)"),
-        (
-            metrics.get("examples", "images"),
-            f"{metrics.get('train_images')} train / {metrics.get('val_images')} validation",
-        ),
-        ("epochs", f"{metrics.get('epochs_run')} (best: {metrics.get('best_epoch')})"),
-        ("train time", f"{metrics.get('train_seconds')} s"),
-    ]
-    cv = metrics.get("cv")
-    if cv:
-        rows[2] = (
-            metrics.get("examples", "images"),
-            f"{metrics.get('train_images')} in {cv['folds']} folds",
-        )
-        rows += [
-            (f"CV {k} ({cv['strategy']})", f"{v['mean']:.4f} ± {v['std']:.4f}")
-            for k, v in cv.items()
-            if isinstance(v, dict)
-        ]
-        rows += [(f"out-of-fold {k}", f"{v:.4f}") for k, v in _scalars(metrics.get("validation"))]
-    else:
-        rows += [(f"validation {k}", f"{v:.4f}") for k, v in _scalars(metrics.get("validation"))]
-    without = (metrics.get("validation") or {}).get("without_tta")
-    rows += [(f"validation {k} without TTA", f"{v:.4f}") for k, v in _scalars(without)]
-    rows += [(f"test {k}", f"{v:.4f}") for k, v in _scalars(metrics.get("test"))]
-    if metrics.get("submission"):
-        rows.append(("submission", metrics["submission"]))
-    if metrics.get("skipped_files"):
-        rows.append(("skipped files", "\n".join(metrics["skipped_files"])))
-    for name, value in rows:
-        table.add_row(name, str(value))
-    return table
-
-
-def _scalars(section):
-    return [(k, v) for k, v in (section or {}).items() if isinstance(v, int | float)]
-
-
 @app.command()
 @user_errors
 def models(task: Annotated[str | None, typer.Option(help="only this task family")] = None):
@@ -195,7 +152,7 @@ def predict(
     from pipelines.predict import predict as predict_run
 
     result = predict_run(run_dir, output=out, log=_log)
-    for name, value in _scalars(result.get("test")):
+    for name, value in scalars(result.get("test")):
         _log(f"test {name}: {value:.4f}")
 
 
@@ -258,15 +215,9 @@ def ensemble(
     from pipelines.ensemble import ensemble as blend
 
     result = blend(run_dirs, weights, out, log=_log)
-    scores = result["out_of_fold"]
-    if scores:
-        names = [k for k in scores[0] if k not in ("run", "weight")]
-        table = Table("run", "weight", *[f"out-of-fold {n}" for n in names], header_style="bold")
-        for row in scores:
-            values = [f"{row[n]:.4f}" for n in names]
-            table.add_row(Path(row["run"]).name, f"{row['weight']:.3f}", *values)
-        console.print(table)
-    for name, value in _scalars(result.get("test")):
+    if result["out_of_fold"]:
+        console.print(blend_table(result["out_of_fold"]))
+    for name, value in scalars(result.get("test")):
         _log(f"blend test {name}: {value:.4f}")
 
 
@@ -350,25 +301,6 @@ def tune(
         _log(f"wrote {path}")
     if result.best is not None:
         _log(f"retrain the best: kapps train {competition} --override {session.folder.best}")
-
-
-def tune_table(session, result, seconds):
-    """The best trials of a study as a rich table."""
-    counts = ", ".join(f"{n} {state}" for state, n in sorted(result.counts.items()))
-    title = f"study {session.study.study_name!r}: {counts} ({seconds:.0f} s)"
-    table = Table(title=title, show_header=True, header_style="bold")
-    for column in ("trial", session.metric, "epochs", "parameters", "run folder"):
-        table.add_column(column, overflow="fold")
-    for trial in result.top:
-        params = "\n".join(f"{k} = {_value(v)}" for k, v in trial.params.items())
-        epochs = str(len(trial.intermediate_values))
-        run_dir = Path(trial.user_attrs.get("run_dir", "")).name
-        table.add_row(str(trial.number), f"{trial.value:.4f}", epochs, params, run_dir)
-    return table
-
-
-def _value(value):
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 @app.command()
