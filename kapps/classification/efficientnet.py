@@ -31,16 +31,15 @@ B0_STAGES = (
     (3, 1, 192, 320, 6, 1),
 )
 SE_RATIO = 0.25
-# name: (width multiplier, depth multiplier, resolution, dropout)
-VARIANTS = {
-    "efficientnet_b0": (1.0, 1.0, 224, 0.2),
-    "efficientnet_b1": (1.0, 1.1, 240, 0.2),
-    "efficientnet_b2": (1.1, 1.2, 260, 0.3),
-    "efficientnet_b3": (1.2, 1.4, 300, 0.3),
-    "efficientnet_b4": (1.4, 1.8, 380, 0.4),
-    "efficientnet_b5": (1.6, 2.2, 456, 0.4),
-    "efficientnet_b6": (1.8, 2.6, 528, 0.5),
-    "efficientnet_b7": (2.0, 3.1, 600, 0.5),
+VARIANTS = {  # the paper's compound scaling, B0–B7
+    "efficientnet_b0": {"width": 1.0, "depth": 1.0, "resolution": 224, "dropout": 0.2},
+    "efficientnet_b1": {"width": 1.0, "depth": 1.1, "resolution": 240, "dropout": 0.2},
+    "efficientnet_b2": {"width": 1.1, "depth": 1.2, "resolution": 260, "dropout": 0.3},
+    "efficientnet_b3": {"width": 1.2, "depth": 1.4, "resolution": 300, "dropout": 0.3},
+    "efficientnet_b4": {"width": 1.4, "depth": 1.8, "resolution": 380, "dropout": 0.4},
+    "efficientnet_b5": {"width": 1.6, "depth": 2.2, "resolution": 456, "dropout": 0.4},
+    "efficientnet_b6": {"width": 1.8, "depth": 2.6, "resolution": 528, "dropout": 0.5},
+    "efficientnet_b7": {"width": 2.0, "depth": 3.1, "resolution": 600, "dropout": 0.5},
 }
 DROP_CONNECT_RATE = 0.2
 CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "truncated_normal")
@@ -129,7 +128,10 @@ def efficientnet(
     check_common_args(include_top, pooling, num_classes)
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
-    width, depth, resolution, dropout = VARIANTS[variant]
+    row = VARIANTS[variant]
+    width, depth, resolution, dropout = (
+        row[k] for k in ("width", "depth", "resolution", "dropout")
+    )
     input_shape = tuple(input_shape or (resolution, resolution, 3))
     check_input_size(input_shape, 32, variant)
 

@@ -22,11 +22,11 @@ from kapps.layers.common import (
 )
 from kapps.registry import register_model
 
-SIZES = {  # hidden size, depth, heads, MLP size
-    "tiny": (192, 12, 3, 768),
-    "small": (384, 12, 6, 1536),
-    "base": (768, 12, 12, 3072),
-    "large": (1024, 24, 16, 4096),
+SIZES = {  # Table 1 (Ti and S: DeiT)
+    "tiny": {"hidden_dim": 192, "depth": 12, "heads": 3, "mlp_dim": 768},
+    "small": {"hidden_dim": 384, "depth": 12, "heads": 6, "mlp_dim": 1536},
+    "base": {"hidden_dim": 768, "depth": 12, "heads": 12, "mlp_dim": 3072},
+    "large": {"hidden_dim": 1024, "depth": 24, "heads": 16, "mlp_dim": 4096},
 }
 VARIANTS = {
     f"vit_{size}{patch}": {"size": size, "patch_size": patch}
@@ -65,7 +65,8 @@ def vit(
     height, width = input_shape[0], input_shape[1]
     if height % patch_size or width % patch_size:
         raise ValueError(f"input {height}×{width} is not a multiple of patch {patch_size}")
-    dim, depth, heads, mlp_dim = SIZES[size]
+    row = SIZES[size]
+    dim, depth, heads, mlp_dim = row["hidden_dim"], row["depth"], row["heads"], row["mlp_dim"]
     grid = (height // patch_size, width // patch_size)
 
     inputs, x = raw_pixel_input(input_shape)

@@ -50,7 +50,8 @@ def segmenter(
     >>> segmenter((32, 32, 3), num_classes=4, size="tiny", patch_size=8).output_shape
     (None, 32, 32, 4)
     """
-    dim, _, heads, mlp_dim = SIZES[size]
+    row = SIZES[size]
+    dim, heads, mlp_dim = row["hidden_dim"], row["heads"], row["mlp_dim"]
     encoder = vit(input_shape, size=size, patch_size=patch_size, dropout=dropout, include_top=False)
     grid = (input_shape[0] // patch_size, input_shape[1] // patch_size)
     patches = grid[0] * grid[1]
