@@ -20,7 +20,6 @@ runs on the host (scipy): by itself a DETR trains eagerly; given a
 TensorFlow.
 """
 
-
 import keras
 import numpy as np
 from keras import ops
