@@ -69,7 +69,7 @@ def grad_cam(model, images, classes=None, layer_name=None):
     """
     layer_name = layer_name or _coarsest_map(model)
     cut = model.get_layer(layer_name).output
-    body = keras.Model(model.inputs, cut)
+    body = keras.Model(model.input, cut)
     tail = keras.Model(cut, model.outputs[0])
     # A few images: eager calls, not `predict`, which traces a function per new model.
     features = keras.ops.convert_to_numpy(body(images, training=False)).astype("float32")
