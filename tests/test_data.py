@@ -6,6 +6,7 @@ import pytest
 
 from pipelines.config import load_config
 from pipelines.data import batched, decoded_images, read_test_source, read_train_source
+from pipelines.data.sources import train_labels
 from pipelines.data.augment import build_augmenter
 from pipelines.errors import DataError
 from tests import replicas
@@ -40,6 +41,18 @@ def test_pixel_csv_train_and_test(tmp_path):
     batch, labels = next(iter(batched(images, np.eye(10)[train.labels], batch_size=8)))
     assert batch.shape == (8, 32, 32, 3) and labels.shape == (8, 10)
     assert float(batch.numpy().max()) > 200  # raw 0–255 pixels reach the model
+
+
+def test_labels_alone_match_the_source_and_a_missing_one_is_named(tmp_path):
+    data = replicas.digit_recognizer(tmp_path / "data", n_train=20, n_test=3)
+    cfg = _config(tmp_path, PIXEL)
+    assert train_labels(cfg).tolist() == read_train_source(cfg).labels.tolist()
+    frame = pd.read_csv(data / "train.csv")
+    frame.loc[6, "label"] = None
+    frame.to_csv(data / "train.csv", index=False)
+    for read in (train_labels, read_train_source):
+        with pytest.raises(DataError, match="row 8 has no label"):
+            read(cfg)
 
 
 def test_pixel_csv_bad_value_names_row_and_column(tmp_path):

@@ -169,6 +169,9 @@ def read_mask_file(path, scale):
     return (values // scale).astype(np.uint8)
 
 
+ORDER_NAMES = {"F": "column-major", "C": "row-major"}
+
+
 def detect_order(cfg, source):
     """The RLE order of `source` and a sentence saying how it was found.
 
@@ -194,8 +197,8 @@ def detect_order(cfg, source):
         order, agreement = rle.detect_order(source.rles[rows, 0], known)
     except rle.RLEError as err:
         raise DataError(f"{cfg.data_path(data.train)}: {err}") from None
-    kind = "column-major" if order == "F" else "row-major"
-    how = f"RLE order: {order} ({kind}), found by decoding {len(rows)} known masks ({data.masks})"
+    how = f"RLE order: {order} ({ORDER_NAMES[order]}), found by decoding {len(rows)} known masks"
+    how += f" ({data.masks})"
     return order, f"{how} ({agreement:.1%} of pixels agree)"
 
 

@@ -41,19 +41,21 @@ class ImageSource:
         )
 
 
-def read_csv(path, what, ids_as_text=False):
+def read_csv(path, what, ids_as_text=False, columns=None):
     """A CSV as a DataFrame; one-line `DataError`s for a missing or unreadable file.
 
-    `ids_as_text` keeps the first column as written ("00042" stays "00042").
+    `ids_as_text` keeps the first column as written ("00042" stays "00042");
+    `columns` reads only those (each must be there).
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{what} not found: {path} (run `kapps prepare` first?)")
     try:
-        dtype = None
-        if ids_as_text:
-            dtype = {pd.read_csv(path, nrows=0).columns[0]: str}
-        frame = pd.read_csv(path, dtype=dtype)
+        header = pd.read_csv(path, nrows=0)
+        dtype = {header.columns[0]: str} if ids_as_text else None
+        if columns is not None:
+            require_columns(header, columns, path)
+        frame = pd.read_csv(path, dtype=dtype, usecols=columns)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise DataError(f"{what} {path} is not a readable CSV: {err}") from None
     if frame.empty:
@@ -112,6 +114,25 @@ def _class_folders(root):
     return paths, np.asarray(labels)
 
 
+def _labels(frame, label_column, path):
+    require_columns(frame, [label_column], path)
+    labels = frame[label_column].to_numpy()
+    if pd.isna(labels).any():
+        raise DataError(f"{path}: row {int(np.argmax(pd.isna(labels))) + 2} has no label")
+    return labels
+
+
+def train_labels(cfg):
+    """The raw label of every training row, read without pixels or image files
+    (what `Task.resolve` names the classes from)."""
+    data = cfg.data
+    train = cfg.data_path(data.train)
+    if data.format == "class_folders":
+        return _class_folders(train)[1]
+    frame = read_csv(train, "train file", columns=[data.label_column])
+    return _labels(frame, data.label_column, train)
+
+
 def read_train_source(cfg):
     """The training rows (train + validation) of the competition `cfg`."""
     data = cfg.data
@@ -120,10 +141,7 @@ def read_train_source(cfg):
         paths, labels = _class_folders(train)
         return ImageSource(ids=np.asarray(paths), labels=labels, paths=paths)
     frame = read_csv(train, "train file")
-    require_columns(frame, [data.label_column], train)
-    labels = frame[data.label_column].to_numpy()
-    if pd.isna(labels).any():
-        raise DataError(f"{train}: row {int(np.argmax(pd.isna(labels))) + 2} has no label")
+    labels = _labels(frame, data.label_column, train)
     if data.format == "pixel_csv":
         pixels = _pixels(frame, data.pixel_shape, train, skip={data.label_column})
         return ImageSource(ids=np.arange(len(frame)), labels=labels, pixels=pixels)

@@ -227,6 +227,11 @@ def aligned_answers(frame, answers, keys):
     return merged
 
 
+def image_model_args(cfg, num_classes):
+    """What an image model's builder takes from the data: input shape and classes."""
+    return {"input_shape": (*cfg.data.image_size, cfg.data.channels), "num_classes": num_classes}
+
+
 def full_size_test_set(cfg):
     """Test images at the model's size, with each image's own size kept, for tasks
     whose outputs (masks, boxes) go back to the image's pixels."""

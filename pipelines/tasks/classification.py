@@ -15,11 +15,19 @@ from pipelines.cam import write_cam_grid
 from pipelines.data import batched, decoded_images, read_test_source, read_train_source
 from pipelines.data.augment import build_augmenter, tta_views
 from pipelines.data.images import require_decoded
+from pipelines.data.sources import train_labels
 from pipelines.data.splits import duplicates_across_folds, split_rows
 from pipelines.errors import DataError
 from pipelines.plots import plot_confusion_matrix, plot_image_grid
 from pipelines.submit import label_frame, probability_frame
-from pipelines.tasks.base import Evaluation, Task, TestSet, TrainingData, aligned_answers
+from pipelines.tasks.base import (
+    Evaluation,
+    Task,
+    TestSet,
+    TrainingData,
+    aligned_answers,
+    image_model_args,
+)
 
 MAX_GRID_IMAGES = 32
 CAM_IMAGES = 16
@@ -52,7 +60,7 @@ class ClassificationTask(Task):
     def resolve(self):
         cfg = super().resolve()
         if cfg.data.classes is None:
-            cfg.data.classes = sorted(np.unique(read_train_source(cfg).labels).tolist())
+            cfg.data.classes = sorted(np.unique(train_labels(cfg)).tolist())
         return cfg
 
     def _class_indices(self, labels):
@@ -98,10 +106,7 @@ class ClassificationTask(Task):
             val=batched(val_set, onehot[val_rows], batch_size=bs),
             train_size=len(train_set),
             val_size=len(val_set),
-            model_args={
-                "input_shape": (*cfg.data.image_size, cfg.data.channels),
-                "num_classes": len(cfg.data.classes),
-            },
+            model_args=image_model_args(cfg, len(cfg.data.classes)),
             validation=Validation(val_set, labels[val_rows], val_rows),
             skipped=train_set.skipped + val_set.skipped,
         )

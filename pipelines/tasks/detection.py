@@ -11,7 +11,14 @@ from pipelines.errors import DataError, SubmissionError
 from pipelines.hostcall import host_callback
 from pipelines.plots import plot_detections, plot_precision_recall
 from pipelines.submit import boxes_frame, parse_box_string
-from pipelines.tasks.base import Evaluation, Task, TrainingData, aligned_answers, full_size_test_set
+from pipelines.tasks.base import (
+    Evaluation,
+    Task,
+    TrainingData,
+    aligned_answers,
+    full_size_test_set,
+    image_model_args,
+)
 
 SHOWN_IMAGES = 8
 EVAL_SCORE_THRESHOLD = 0.001  # COCO evaluates the whole ranked list of candidates
@@ -87,10 +94,7 @@ class DetectionTask(Task):
             val=batched_detections(sets["val"], batch_size=bs),
             train_size=len(sets["train"]),
             val_size=len(sets["val"]),
-            model_args={
-                "input_shape": (*data.image_size, data.channels),
-                "num_classes": len(self.class_names),
-            },
+            model_args=image_model_args(cfg, len(self.class_names)),
             validation=sets["val"],
             skipped=sets["train"].skipped + sets["val"].skipped,
             notes=[note],

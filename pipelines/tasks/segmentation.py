@@ -16,6 +16,7 @@ from kapps.segmentation import rle
 from kapps.segmentation.losses import MeanDice, SegmentationLoss
 from pipelines.data.augment import build_augmenter, tta_views
 from pipelines.data.masks import (
+    ORDER_NAMES,
     batched_pairs,
     decoded_pairs,
     detect_order,
@@ -32,6 +33,7 @@ from pipelines.tasks.base import (
     TrainingData,
     aligned_answers,
     full_size_test_set,
+    image_model_args,
 )
 
 OVERLAY_IMAGES = 8
@@ -91,9 +93,9 @@ class SegmentationTask(Task):
     def resolution_notes(self, original):
         notes = super().resolution_notes(original)
         if original.data.rle_order != self.cfg.data.rle_order:
-            kind = "column-major" if self.cfg.data.rle_order == "F" else "row-major"
+            order = self.cfg.data.rle_order
             notes.append(
-                f"RLE order: {self.cfg.data.rle_order} ({kind}), found by decoding known "
+                f"RLE order: {order} ({ORDER_NAMES[order]}), found by decoding known "
                 f"masks ({self.cfg.data.masks})"
             )
         return notes
@@ -132,10 +134,7 @@ class SegmentationTask(Task):
             val=batched_pairs(val_set, batch_size=bs),
             train_size=len(train_set),
             val_size=len(val_set),
-            model_args={
-                "input_shape": (*cfg.data.image_size, cfg.data.channels),
-                "num_classes": self.num_classes,
-            },
+            model_args=image_model_args(cfg, self.num_classes),
             validation=Validation(val_set, source.ids[val_rows], val_rows),
             skipped=train_set.skipped + val_set.skipped,
         )
