@@ -6,8 +6,8 @@ import pytest
 
 from pipelines.config import load_config
 from pipelines.data import batched, decoded_images, read_test_source, read_train_source
-from pipelines.data.sources import train_labels
 from pipelines.data.augment import build_augmenter
+from pipelines.data.sources import train_labels
 from pipelines.errors import DataError
 from tests import replicas
 
