@@ -144,9 +144,13 @@ def keras_hub_backbone(
     return keras.Model(inputs, outputs, name=model_name or Path(preset).name)
 
 
-def create_external(name, kwargs):
+def create_external(name, kwargs, weights=None):
     """Build `keras.applications/…` or `keras_hub/…`; None for any other name."""
     kwargs = dict(kwargs)
+    if weights is not None:
+        if name.startswith(KERAS_HUB):
+            raise ConfigError("keras_hub/ models take their weights from the preset folder")
+        kwargs["weights"] = weights
     if "name" in kwargs:
         kwargs["model_name"] = kwargs.pop("name")
     if name.startswith(APPLICATIONS):

@@ -30,6 +30,11 @@ class ModelEntry:
     test_kwargs: dict = field(default_factory=dict)
     # Smallest input side the network's strides allow; pipelines upscale to it.
     min_input_size: int = 32
+    # `checkpoint(arguments)`: the public ImageNet checkpoint that maps onto the
+    # model built with these arguments (a `kapps.pretrained.Checkpoint`), or None.
+    checkpoint: Callable[[dict], object] | None = None
+    # Why there is none, for the family's "imagenet" error.
+    no_checkpoint: str | None = None
 
     def __call__(self, **kwargs):
         return self.builder(**{**self.defaults, **kwargs})
@@ -38,7 +43,15 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(task, *, variants=None, test_kwargs=None, min_input_size=32):
+def register_model(
+    task,
+    *,
+    variants=None,
+    test_kwargs=None,
+    min_input_size=32,
+    checkpoint=None,
+    no_checkpoint=None,
+):
     """Decorator registering a builder under its own name or one name per variant.
 
     Args:
@@ -48,6 +61,10 @@ def register_model(task, *, variants=None, test_kwargs=None, min_input_size=32):
             Without it the function's own name is registered.
         test_kwargs: small arguments for the registry-wide test.
         min_input_size: the smallest input side the model accepts.
+        checkpoint: `arguments -> kapps.pretrained.Checkpoint | None`, the
+            public ImageNet checkpoint of the model these arguments build;
+            each one needs an equivalence test against its source.
+        no_checkpoint: why the family has no checkpoint (shown to the user).
 
     Raises:
         ValueError: for an unknown task or a name registered twice.
@@ -61,7 +78,14 @@ def register_model(task, *, variants=None, test_kwargs=None, min_input_size=32):
             if name in _REGISTRY:
                 raise ValueError(f"model name {name!r} is already registered")
             _REGISTRY[name] = ModelEntry(
-                name, task, builder, dict(defaults), dict(test_kwargs or {}), min_input_size
+                name,
+                task,
+                builder,
+                dict(defaults),
+                dict(test_kwargs or {}),
+                min_input_size,
+                checkpoint,
+                no_checkpoint,
             )
         return builder
 
@@ -114,11 +138,17 @@ def min_input_size(name):
     return get_entry(name).min_input_size if "/" not in name else 32
 
 
-def create_model(name, /, **kwargs):
-    """Build a registered model by name.
+def create_model(name, /, weights=None, **kwargs):
+    """Build a registered model by name, from random or pretrained weights.
 
     Names of other libraries resolve here too: `"keras.applications/ResNet50V2"`
     and `"keras_hub/<preset folder on disk>"` (see `kapps.external`).
+
+    `weights`: None, `"imagenet"` (the family's public checkpoint, downloaded
+    once into Keras' cache) or a path (a keras.applications `.h5` file, a
+    keras-hub preset folder, or a kapps `.keras` file); see `kapps.pretrained`.
+    A model with another `num_classes` keeps the pretrained backbone and
+    starts a new head.
 
     Example:
     >>> model = create_model("lenet5", input_shape=(32, 32, 1), num_classes=10)
@@ -131,15 +161,22 @@ def create_model(name, /, **kwargs):
     """
     from kapps.external import create_external  # imports the builders' helpers
 
-    external = create_external(name, kwargs)
+    external = create_external(name, kwargs, weights)
     if external is not None:
         return external
     entry = get_entry(name)
+    arguments = {**entry.defaults, **kwargs}
     try:
-        inspect.signature(entry.builder).bind(**{**entry.defaults, **kwargs})
+        inspect.signature(entry.builder).bind(**arguments)
     except TypeError as err:
         raise ConfigError(f"model {name!r}: {err}") from err
     try:
-        return entry(**kwargs)
+        model = entry(**kwargs)
     except ValueError as err:  # an argument the builder rejects (size, variant, …)
         raise ConfigError(f"model {name!r}: {err}") from err
+    if weights is not None:
+        from kapps.pretrained import load_weights
+
+        checkpoint = entry.checkpoint(arguments) if entry.checkpoint else None
+        load_weights(model, weights, checkpoint, entry.no_checkpoint)
+    return model

@@ -38,6 +38,10 @@ CONVS = (
     "classification",
     variants={"alexnet": {}},
     test_kwargs={"input_shape": (67, 67, 3), "num_classes": 5, "fc_units": 64},
+    no_checkpoint=(
+        "torchvision's AlexNet is the one-GPU variant of Krizhevsky's 2014 paper (64, 192, "
+        "384, 256, 256 filters, no local response normalisation), not the 2012 paper's layers"
+    ),
     min_input_size=67,
 )
 def alexnet(

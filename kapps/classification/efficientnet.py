@@ -17,6 +17,7 @@ from kapps.layers.common import (
     head,
     imagenet_statistics,
 )
+from kapps.pretrained import catalog
 from kapps.registry import register_model
 
 # B0, Table 1: (kernel, repeats, in, out, expand ratio, stride) per stage;
@@ -104,6 +105,7 @@ def mbconv(x, kernel, filters_in, filters_out, expand, stride, drop_rate, name):
     "classification",
     variants={name: {"variant": name} for name in VARIANTS},
     test_kwargs={"input_shape": (32, 32, 3), "num_classes": 5},
+    checkpoint=catalog.efficientnet,
 )
 def efficientnet(
     input_shape=None,

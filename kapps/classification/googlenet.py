@@ -73,6 +73,11 @@ def auxiliary_classifier(x, num_classes, name):
     "classification",
     variants={"googlenet": {}},
     test_kwargs={"input_shape": (32, 32, 3), "num_classes": 5},
+    no_checkpoint=(
+        "torchvision's GoogLeNet adds batch normalisation, drops local response "
+        "normalisation and uses 3×3 convolutions in the 5×5 branches, so its weights "
+        "are not the paper's layers"
+    ),
 )
 def googlenet(
     input_shape=(224, 224, 3),

@@ -53,6 +53,7 @@ def _pad_to_paper_size(x, height, width):
     "classification",
     variants={"lenet5": {"style": "modern"}, "lenet5_paper": {"style": "paper"}},
     test_kwargs={"input_shape": (32, 32, 1), "num_classes": 10},
+    no_checkpoint="LeNet-5 has no ImageNet checkpoint (it reads 32×32 digits)",
     min_input_size=1,
 )
 def lenet5(

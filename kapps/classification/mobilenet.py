@@ -18,6 +18,7 @@ from kapps.layers.common import (
     head,
     raw_pixel_input,
 )
+from kapps.pretrained import catalog
 from kapps.registry import register_model
 
 # (output channels, stride) of the 13 depthwise-separable blocks, Table 1.
@@ -61,6 +62,7 @@ def depthwise_separable(x, filters, stride, block_id):
     "classification",
     variants={name: {"alpha": alpha} for name, alpha in ALPHAS.items()},
     test_kwargs={"input_shape": (32, 32, 3), "num_classes": 5},
+    checkpoint=catalog.mobilenet,
 )
 def mobilenet(
     input_shape=(224, 224, 3),

@@ -8,13 +8,14 @@ reports 138 and 144 million.
 
 import keras
 
+from kapps.layers import ImagePreprocessing
 from kapps.layers.common import (
     check_common_args,
     check_input_size,
     classifier,
-    imagenet_input,
     pool_features,
 )
+from kapps.pretrained import catalog
 from kapps.registry import register_model
 
 VARIANTS = {
@@ -28,6 +29,7 @@ STAGE_FILTERS = (64, 128, 256, 512, 512)
     "classification",
     variants={name: {"variant": name} for name in VARIANTS},
     test_kwargs={"input_shape": (32, 32, 3), "num_classes": 5, "fc_units": 64},
+    checkpoint=catalog.vgg,
 )
 def vgg(
     input_shape=(224, 224, 3),
@@ -57,7 +59,8 @@ def vgg(
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
     check_input_size(input_shape, 32, variant)
-    inputs, x = imagenet_input(input_shape)
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = ImagePreprocessing("caffe", name="preprocess")(inputs)  # as its weights were trained
     depths = VARIANTS[variant]["depths"]
     for stage, (filters, depth) in enumerate(zip(STAGE_FILTERS, depths, strict=True), start=1):
         for index in range(1, depth + 1):

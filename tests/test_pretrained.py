@@ -1,0 +1,290 @@
+"""Pretrained weights: every checkpoint a builder claims gives the same outputs as its source.
+
+Nothing is downloaded. A reference model from keras.applications is built
+with random weights (batch-norm statistics randomised too), written in the
+HDF5 layout keras.applications publishes, and put in a temporary Keras cache
+under the published file name with a hash the test registers; keras.applications
+itself then loads the same file through `weights="imagenet"` (its download
+function answered with the file), so both sides run their ImageNet code paths.
+"""
+
+import hashlib
+import sys
+
+import h5py
+import keras
+import numpy as np
+import pytest
+from keras.src.legacy.saving import legacy_h5_format  # the writer of Keras 2's layout
+from keras.src.utils import file_utils
+
+import kapps
+from kapps.errors import ConfigError
+from kapps.pretrained import catalog, loading
+from kapps.registry import get_entry
+
+RNG = np.random.default_rng(0)
+
+
+def randomise_statistics(model):
+    """Batch-norm statistics that are not the identity, so a misplaced tensor shows."""
+    for weight in model.weights:
+        if "moving_variance" in weight.path:
+            weight.assign(RNG.uniform(0.5, 1.5, weight.shape).astype("float32"))
+        if "moving_mean" in weight.path:
+            weight.assign(RNG.normal(0.0, 0.1, weight.shape).astype("float32"))
+
+
+def write_legacy_h5(model, path):
+    """Save weights as keras.applications' published files are laid out."""
+    randomise_statistics(model)
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    return path
+
+
+@pytest.fixture
+def keras_cache(tmp_path, monkeypatch):
+    """An empty Keras cache; `put(file, model)` stores a reference's weights under `file`'s name."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    folder = loading.cache_folder()
+    folder.mkdir(parents=True)
+
+    def put(file, model):
+        path = write_legacy_h5(model, folder / file.name)
+        md5 = hashlib.md5(path.read_bytes()).hexdigest()
+        for table in (catalog.RESNET_HASHES, catalog.VGG_HASHES, catalog.EFFICIENTNET_HASHES):
+            for key, (top, notop) in list(table.items()):
+                if file.md5 in (top, notop) and file.md5 is not None:
+                    pair = (md5, notop) if file.md5 == top else (top, md5)
+                    monkeypatch.setitem(table, key, pair)
+        return path
+
+    return put
+
+
+def reference_from_file(builder, path, **kwargs):
+    """keras.applications' own ImageNet model, its weights read from `path`."""
+    asked = []
+
+    def answer(fname=None, *args, **kw):
+        asked.append(fname)
+        return str(path)
+
+    original = file_utils.get_file
+    file_utils.get_file = answer
+    try:
+        model = builder(weights="imagenet", classifier_activation=None, **kwargs)
+    finally:
+        file_utils.get_file = original
+    return model, asked[0]
+
+
+def preprocess(builder, images):
+    return sys.modules[builder.__module__].preprocess_input(images.copy())
+
+
+# name, keras.applications builder, input side, kapps arguments; heavy ones are slow.
+APPLICATIONS = [
+    ("resnet50", keras.applications.ResNet50, 64, {}),
+    pytest.param("resnet101", keras.applications.ResNet101, 64, {}, marks=pytest.mark.slow),
+    pytest.param("resnet152", keras.applications.ResNet152, 64, {}, marks=pytest.mark.slow),
+    ("vgg16", keras.applications.VGG16, 64, {}),
+    ("vgg19", keras.applications.VGG19, 64, {}),
+    ("mobilenet", keras.applications.MobileNet, 128, {}),
+    ("mobilenet_075", keras.applications.MobileNet, 160, {"alpha": 0.75}),
+    ("mobilenet_050", keras.applications.MobileNet, 192, {"alpha": 0.5}),
+    ("mobilenet_025", keras.applications.MobileNet, 224, {"alpha": 0.25}),
+    ("efficientnet_b0", keras.applications.EfficientNetB0, 64, {}),
+    pytest.param(
+        "efficientnet_b3", keras.applications.EfficientNetB3, 64, {}, marks=pytest.mark.slow
+    ),
+]
+for size in (1, 2, 4, 5, 6, 7):
+    APPLICATIONS.append(
+        pytest.param(
+            f"efficientnet_b{size}",
+            getattr(keras.applications, f"EfficientNetB{size}"),
+            64,
+            {},
+            marks=pytest.mark.slow,
+        )
+    )
+
+
+@pytest.mark.parametrize(("name", "builder", "side", "ref_kwargs"), APPLICATIONS)
+def test_imagenet_backbone_matches_keras_applications(
+    keras_cache, name, builder, side, ref_kwargs
+):
+    shape = (side, side, 3)
+    checkpoint = get_entry(name).checkpoint({**get_entry(name).defaults, "input_shape": shape})
+    source = builder(weights=None, include_top=False, input_shape=shape, **ref_kwargs)
+    path = keras_cache(checkpoint.notop, source)
+    reference, asked = reference_from_file(
+        builder, path, include_top=False, input_shape=shape, pooling="avg", **ref_kwargs
+    )
+    assert asked == checkpoint.notop.name  # the file keras.applications itself would use
+    model = kapps.create_model(
+        name, input_shape=shape, include_top=False, pooling="avg", weights="imagenet"
+    )
+    images = RNG.uniform(0, 255, (2, *shape)).astype("float32")
+    expected = np.asarray(reference(preprocess(builder, images)))
+    got = np.asarray(model(images))
+    assert np.abs(expected).max() > 1e-3  # a real signal, not two zero maps
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize(
+    ("name", "builder", "side"),
+    [
+        ("resnet50", keras.applications.ResNet50, 224),
+        ("mobilenet_050", keras.applications.MobileNet, 128),
+        ("efficientnet_b0", keras.applications.EfficientNetB0, 224),
+        pytest.param("vgg16", keras.applications.VGG16, 224, marks=pytest.mark.slow),
+    ],
+)
+def test_imagenet_classifier_gives_the_same_logits(keras_cache, name, builder, side):
+    shape = (side, side, 3)
+    alpha = {"alpha": 0.5} if name == "mobilenet_050" else {}
+    checkpoint = get_entry(name).checkpoint({**get_entry(name).defaults, "input_shape": shape})
+    source = builder(weights=None, input_shape=shape, **alpha)
+    path = keras_cache(checkpoint.top, source)
+    reference, asked = reference_from_file(builder, path, input_shape=shape, **alpha)
+    assert asked == checkpoint.top.name
+    model = kapps.create_model(name, input_shape=shape, weights="imagenet")
+    images = RNG.uniform(0, 255, (1, *shape)).astype("float32")
+    expected = np.asarray(reference(preprocess(builder, images)))
+    np.testing.assert_allclose(np.asarray(model(images)), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_a_new_number_of_classes_keeps_the_backbone_and_starts_a_new_head(keras_cache):
+    shape = (64, 64, 3)
+    checkpoint = catalog.resnet({"variant": "resnet50"})
+    source = keras.applications.ResNet50(weights=None, include_top=False, input_shape=shape)
+    keras_cache(checkpoint.notop, source)
+    model = kapps.create_model("resnet50", input_shape=shape, num_classes=3, weights="imagenet")
+    assert model.output_shape == (None, 3)
+    np.testing.assert_array_equal(
+        model.get_layer("conv5_block3_3_conv").get_weights()[0],
+        source.get_layer("conv5_block3_3_conv").get_weights()[0],
+    )
+
+
+def test_a_saved_kapps_model_loads_by_name_with_any_head(tmp_path):
+    trained = kapps.create_model("resnet18", input_shape=(32, 32, 3), num_classes=2)
+    trained.save(tmp_path / "best.keras")
+    same = kapps.create_model(
+        "resnet18", input_shape=(32, 32, 3), num_classes=2, weights=tmp_path / "best.keras"
+    )
+    other = kapps.create_model(
+        "resnet18", input_shape=(32, 32, 3), num_classes=7, weights=tmp_path / "best.keras"
+    )
+    images = RNG.uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(same(images)), np.asarray(trained(images)), atol=1e-5)
+    for layer in ("conv1_conv", "conv5_block2_2_conv"):
+        np.testing.assert_array_equal(
+            other.get_layer(layer).get_weights()[0], trained.get_layer(layer).get_weights()[0]
+        )
+
+
+def test_download_goes_to_the_keras_cache_and_then_works_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    published = write_legacy_h5(
+        keras.applications.MobileNet(weights=None, alpha=0.25, input_shape=(128, 128, 3)),
+        tmp_path / "published.h5",
+    )
+    md5 = hashlib.md5(published.read_bytes()).hexdigest()
+    file = catalog.WeightFile("mobilenet_2_5_128_tf.h5", published.as_uri(), md5)
+    path = loading.fetch(file)
+    assert path == loading.cache_folder() / file.name and path.read_bytes() == published.read_bytes()
+    published.unlink()  # the "network" is gone; the cached copy is used
+    assert loading.fetch(file) == path
+
+
+def test_offline_without_the_file_names_it_and_where_it_goes(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    file = catalog.WeightFile("resnet50_notop.h5", (tmp_path / "absent.h5").as_uri(), "0" * 32)
+    with pytest.raises(ConfigError, match=r"cannot download resnet50_notop\.h5 .*put the file in"):
+        loading.fetch(file)
+
+
+def test_builders_without_a_checkpoint_refuse_imagenet_and_say_why():
+    with pytest.raises(ConfigError, match="torchvision's AlexNet is the one-GPU variant"):
+        kapps.create_model("alexnet", input_shape=(67, 67, 3), num_classes=5, weights="imagenet")
+    with pytest.raises(ConfigError, match="GoogLeNet adds batch normalisation"):
+        kapps.create_model("googlenet", input_shape=(32, 32, 3), num_classes=5, weights="imagenet")
+    with pytest.raises(ConfigError, match="no ImageNet weights"):
+        kapps.create_model("lenet5", input_shape=(32, 32, 1), num_classes=10, weights="imagenet")
+
+
+def test_weights_of_another_architecture_name_the_first_tensor_that_does_not_fit(tmp_path):
+    other = write_legacy_h5(
+        keras.applications.MobileNet(weights=None, include_top=False, input_shape=(64, 64, 3)),
+        tmp_path / "mobilenet.h5",
+    )
+    with pytest.raises(ConfigError, match=r"mobilenet\.h5's layer 'conv1'.*'conv1_conv'"):
+        kapps.create_model("resnet50", input_shape=(64, 64, 3), include_top=False, weights=other)
+
+
+def test_a_truncated_file_and_a_grayscale_input_are_one_line_errors(tmp_path):
+    whole = write_legacy_h5(
+        keras.applications.MobileNet(weights=None, include_top=False, input_shape=(64, 64, 3)),
+        tmp_path / "whole.h5",
+    )
+    (tmp_path / "cut.h5").write_bytes(whole.read_bytes()[:10_000])
+    with pytest.raises(ConfigError, match="cannot read weights file"):
+        kapps.create_model("mobilenet", input_shape=(64, 64, 3), weights=tmp_path / "cut.h5")
+    with pytest.raises(ConfigError, match="expect RGB images"):
+        kapps.create_model("mobilenet", input_shape=(64, 64, 1), weights=whole)
+    with pytest.raises(ConfigError, match="weights not found"):
+        kapps.create_model("mobilenet", input_shape=(64, 64, 3), weights=tmp_path / "nope.h5")
+
+
+def test_every_checkpoint_claim_has_an_equivalence_test():
+    """A builder that declares a checkpoint must appear in this file's equivalence tests."""
+    tested = {p.values[0] if hasattr(p, "values") else p[0] for p in APPLICATIONS}
+    tested |= set(HUB_TESTED)
+    claimed = {
+        name
+        for name in kapps.list_models()
+        if get_entry(name).checkpoint
+        and get_entry(name).checkpoint({**get_entry(name).defaults, "input_shape": (224, 224, 3)})
+    }
+    assert claimed <= tested, sorted(claimed - tested)
+
+
+
+def keras_hub_resnet_preset(folder, depths):
+    """A keras-hub ResNet classifier with random weights, saved as a preset folder."""
+    import keras_hub
+
+    backbone = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[7],
+        stackwise_num_filters=[64, 128, 256, 512],
+        stackwise_num_blocks=list(depths),
+        stackwise_num_strides=[1, 2, 2, 2],
+        block_type="basic_block",
+        use_pre_activation=False,
+    )
+    randomise_statistics(backbone)
+    classifier = keras_hub.models.ResNetImageClassifier(backbone=backbone, num_classes=1000)
+    classifier.save_to_preset(str(folder))
+    return classifier
+
+
+@pytest.mark.parametrize(
+    ("name", "depths"),
+    [("resnet18", (2, 2, 2, 2)), pytest.param("resnet34", (3, 4, 6, 3), marks=pytest.mark.slow)],
+)
+def test_keras_hub_resnet_preset_gives_the_same_logits(tmp_path, name, depths):
+    reference = keras_hub_resnet_preset(tmp_path / name, depths)
+    model = kapps.create_model(name, input_shape=(64, 64, 3), weights=tmp_path / name)
+    images = RNG.uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    normalised = ((images / 255.0 - mean) / std).astype("float32")
+    expected = np.asarray(reference(normalised))
+    np.testing.assert_allclose(np.asarray(model(images)), expected, rtol=1e-4, atol=1e-4)
+
+
+HUB_TESTED = ("resnet18", "resnet34")
