@@ -113,9 +113,7 @@ for size in (1, 2, 4, 5, 6, 7):
 
 
 @pytest.mark.parametrize(("name", "builder", "side", "ref_kwargs"), APPLICATIONS)
-def test_imagenet_backbone_matches_keras_applications(
-    keras_cache, name, builder, side, ref_kwargs
-):
+def test_imagenet_backbone_matches_keras_applications(keras_cache, name, builder, side, ref_kwargs):
     shape = (side, side, 3)
     checkpoint = get_entry(name).checkpoint({**get_entry(name).defaults, "input_shape": shape})
     source = builder(weights=None, include_top=False, input_shape=shape, **ref_kwargs)
@@ -196,7 +194,9 @@ def test_download_goes_to_the_keras_cache_and_then_works_offline(tmp_path, monke
     md5 = hashlib.md5(published.read_bytes()).hexdigest()
     file = catalog.WeightFile("mobilenet_2_5_128_tf.h5", published.as_uri(), md5)
     path = loading.fetch(file)
-    assert path == loading.cache_folder() / file.name and path.read_bytes() == published.read_bytes()
+    assert (
+        path == loading.cache_folder() / file.name and path.read_bytes() == published.read_bytes()
+    )
     published.unlink()  # the "network" is gone; the cached copy is used
     assert loading.fetch(file) == path
 
@@ -251,7 +251,6 @@ def test_every_checkpoint_claim_has_an_equivalence_test():
         and get_entry(name).checkpoint({**get_entry(name).defaults, "input_shape": (224, 224, 3)})
     }
     assert claimed <= tested, sorted(claimed - tested)
-
 
 
 def keras_hub_resnet_preset(folder, depths):

@@ -37,9 +37,7 @@ def _imagenet_layers(model, checkpoint, head):
         from kapps.pretrained.hub import preset_layers
 
         return preset_layers(checkpoint.preset, head is not None), checkpoint.preset
-    wants_top = head is not None and (
-        checkpoint.top_has_body or head.units == checkpoint.classes
-    )
+    wants_top = head is not None and (checkpoint.top_has_body or head.units == checkpoint.classes)
     file = checkpoint.top if wants_top and checkpoint.top else checkpoint.notop
     path = fetch(file)
     return read_legacy_h5(path), file.name

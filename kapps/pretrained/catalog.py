@@ -91,9 +91,7 @@ def resnet(args):
     if variant not in RESNET_HASHES:
         return None
     stem = f"{variant}_weights_tf_dim_ordering_tf_kernels"
-    return Checkpoint(
-        "keras.applications", **_pair("resnet/", stem, RESNET_HASHES[variant])
-    )
+    return Checkpoint("keras.applications", **_pair("resnet/", stem, RESNET_HASHES[variant]))
 
 
 def vgg(args):

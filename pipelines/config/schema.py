@@ -20,6 +20,15 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+# Keys added after runs existed: left out of the fingerprint at their default,
+# so those runs keep their folder names.
+FINGERPRINT_DEFAULTS = (
+    ("model", "weights", None),
+    ("train", "freeze_epochs", 0),
+    ("train", "backbone_lr_mult", 1.0),
+)
+
+
 class CompetitionConfig(Section):
     name: str  # folder name under run.dir
     task: Literal["classification", "segmentation", "detection", "retrieval", "text"] = (
@@ -100,6 +109,9 @@ class AugmentConfig(Section):
 class ModelConfig(Section):
     name: str = "lenet5"  # a `kapps models` name
     args: dict[str, Any] = {}  # extra builder keyword arguments
+    # pretrained weights: "imagenet", or a path (relative to the competition folder) of a
+    # keras.applications .h5 file, a keras-hub preset folder or a kapps .keras model
+    weights: str | None = None
 
 
 class TrainConfig(Section):
@@ -114,6 +126,11 @@ class TrainConfig(Section):
     label_smoothing: float = Field(0.0, ge=0, lt=1)  # cross-entropy label smoothing
     loss: Literal["ce", "dice", "dice_ce", "focal"] | None = None  # None: the task's default
     patience: int = Field(10, ge=0)  # early-stopping patience in epochs; 0 turns it off
+    # with model.weights: epochs that train only the new head, the pretrained layers frozen
+    # (their batch normalisation in inference mode), before all layers train
+    freeze_epochs: int = Field(0, ge=0)
+    # with model.weights: the pretrained layers' learning rate as a fraction of train.lr
+    backbone_lr_mult: float = Field(1.0, ge=0, le=1)
     mixed_precision: Literal["off", "float16", "bfloat16"] = "off"  # mixed-precision policy
     jit_compile: bool | None = None  # XLA-compile the train step; None: Keras decides (off on CPU)
     ema: bool = False  # evaluate and save the exponential moving average of the weights
@@ -264,6 +281,18 @@ class Config(Section):
             check_tunable_key(key, "tune.space")
             for condition in entry.when or {}:
                 check_tunable_key(condition, f"tune.space.{key}.when", tunable=False)
+        if (self.train.freeze_epochs or self.train.backbone_lr_mult != 1) and not (
+            self.model.weights
+        ):
+            raise ValueError(
+                "train.freeze_epochs and train.backbone_lr_mult need model.weights "
+                "(the pretrained layers they apply to)"
+            )
+        if self.train.freeze_epochs >= self.train.epochs:
+            raise ValueError(
+                f"train.freeze_epochs ({self.train.freeze_epochs}) must be below "
+                f"train.epochs ({self.train.epochs}) so the whole model trains too"
+            )
         if self.data.format == "mask_folders" and not self.data.masks:
             raise ValueError(
                 "data.masks (the mask file of a train id) is required for mask_folders"
@@ -288,6 +317,9 @@ class Config(Section):
         if self.cv.folds == 1:
             exclude["cv"] = True  # so configs from before cross-validation keep their runs
         payload = self.model_dump(mode="json", exclude=exclude)
+        for section, key, default in FINGERPRINT_DEFAULTS:  # keys newer than existing runs
+            if payload[section].get(key) == default:
+                del payload[section][key]
         return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
 
     def run_name(self):

@@ -116,7 +116,14 @@ class Task:
                 f"model {name!r} is a {task} model; this is a {self.name} "
                 "competition (see `kapps models`)"
             )
-        return create_model(name, **{**model_args, **self.cfg.model.args})
+        weights = self.cfg.model.weights
+        if weights not in (None, "imagenet"):
+            weights = self.cfg.competition_dir / weights  # an absolute path stays as it is
+        return create_model(name, weights=weights, **{**model_args, **self.cfg.model.args})
+
+    def pretrained_layers(self, model):
+        """The layers `model.weights` filled: all with weights but the new classifier."""
+        return [layer for layer in model.layers if layer.weights and layer.name != "predictions"]
 
     def compile_args(self) -> dict:
         """`loss` and `metrics` for `model.compile`."""
