@@ -108,7 +108,6 @@ def test_non_max_suppression_is_class_wise_and_pads():
     np.testing.assert_allclose(ops.convert_to_numpy(out["scores"])[0, :2], [0.9, 0.7])
 
 
-
 def test_non_max_suppression_keeps_classes_apart_with_negative_coordinates():
     # Shifted by max|coordinate| + 1, the class-1 box [-10, -10, 0, 0] would land
     # on [1, 1, 11, 11] and be suppressed by the class-0 box (IoU 0.68).
@@ -122,6 +121,7 @@ def test_non_max_suppression_keeps_classes_apart_with_negative_coordinates():
         max_detections=2,
     )
     np.testing.assert_array_equal(ops.convert_to_numpy(out["labels"]), [[0, 1]])
+
 
 def test_task_aligned_assignment_picks_anchors_inside_the_box():
     points, _ = anchor_points((64, 64), (8, 16, 32))

@@ -75,7 +75,6 @@ def test_wheat_metric_on_a_hand_made_case():
     assert wheat_score(truths, found) == pytest.approx(1 / 3)
 
 
-
 @pytest.mark.parametrize(
     ("box", "expected"),
     [

@@ -32,7 +32,10 @@ def test_backbone_lr_mult_scales_the_pretrained_layers_step(optimizer):
     scaled.apply(
         [keras.ops.ones_like(v) for v in model.trainable_variables], model.trainable_variables
     )
-    steps = [np.abs(np.array(v) - b).mean() for v, b in zip(model.trainable_variables, before)]
+    steps = [
+        np.abs(np.array(v) - b).mean()
+        for v, b in zip(model.trainable_variables, before, strict=True)
+    ]
     backbone, head = steps[:2], steps[2:]  # kernel and bias of each layer
     np.testing.assert_allclose(backbone, [0.25 * h for h in head], rtol=1e-3)
     assert head[0] == pytest.approx(0.1, rel=1e-3)  # the head keeps the full rate

@@ -162,11 +162,11 @@ def test_ranks_recall_and_map_on_a_hand_made_case():
     assert mean_average_precision_at_k(top[:1], [[0, 1]], 3) == pytest.approx(5 / 6)
 
 
-
 def test_map_at_k_counts_a_repeated_id_once():
     # Kaggle's apk: a prediction already listed earlier is not a hit again.
     assert mean_average_precision_at_k([[7, 7, 1]], [[7]], 3) == pytest.approx(1.0)
     assert mean_average_precision_at_k([[1, 7, 7]], [[7, 1]], 3) == pytest.approx(1.0)
+
 
 def test_collapsed_embeddings_rank_last_not_first():
     same = np.ones((10, 4), "float32")

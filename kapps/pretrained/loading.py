@@ -61,7 +61,7 @@ def read_legacy_h5(path):
 
     try:
         with h5py.File(path, "r") as f:
-            group = f["model_weights"] if "model_weights" in f else f
+            group = f.get("model_weights", f)
             if "layer_names" not in group.attrs:
                 return None
             layers = []
