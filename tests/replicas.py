@@ -140,3 +140,43 @@ def global_wheat(data_dir, n_train=24, n_test=4, size=128, seed=0):
         data_dir / "sample_submission.csv", index=False
     )
     return data_dir
+
+
+def randomise_statistics(model, seed=0):
+    """Batch-norm statistics that are not the identity, so a misplaced tensor shows."""
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        if "moving_variance" in weight.path:
+            weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype("float32"))
+        if "moving_mean" in weight.path:
+            weight.assign(rng.normal(0.0, 0.1, weight.shape).astype("float32"))
+
+
+def keras_applications_file(model, path):
+    """A model's weights in the HDF5 layout keras.applications publishes its files in."""
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format  # Keras 2's layout, as published
+
+    randomise_statistics(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    return path
+
+
+def imagenet_cache(monkeypatch, keras_home, model, file, hashes, key):
+    """A Keras cache already holding `file` (random weights of `model`), as after a download.
+
+    `hashes[key]`, the published (top, notop) MD5 pair, is patched to this file's.
+    """
+    import hashlib
+
+    from kapps.pretrained import loading
+
+    monkeypatch.setenv("KERAS_HOME", str(keras_home))
+    path = keras_applications_file(model, loading.cache_folder() / file.name)
+    md5 = hashlib.md5(path.read_bytes()).hexdigest()
+    top, notop = hashes[key]
+    monkeypatch.setitem(hashes, key, (md5, notop) if file.md5 == top else (top, md5))
+    return path

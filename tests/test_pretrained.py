@@ -11,54 +11,40 @@ function answered with the file), so both sides run their ImageNet code paths.
 import hashlib
 import sys
 
-import h5py
 import keras
 import numpy as np
 import pytest
-from keras.src.legacy.saving import legacy_h5_format  # the writer of Keras 2's layout
 from keras.src.utils import file_utils
 
 import kapps
 from kapps.errors import ConfigError
 from kapps.pretrained import catalog, loading
 from kapps.registry import get_entry
+from tests import replicas
 
 RNG = np.random.default_rng(0)
 
 
-def randomise_statistics(model):
-    """Batch-norm statistics that are not the identity, so a misplaced tensor shows."""
-    for weight in model.weights:
-        if "moving_variance" in weight.path:
-            weight.assign(RNG.uniform(0.5, 1.5, weight.shape).astype("float32"))
-        if "moving_mean" in weight.path:
-            weight.assign(RNG.normal(0.0, 0.1, weight.shape).astype("float32"))
-
-
 def write_legacy_h5(model, path):
-    """Save weights as keras.applications' published files are laid out."""
-    randomise_statistics(model)
-    with h5py.File(path, "w") as f:
-        legacy_h5_format.save_weights_to_hdf5_group(f, model)
-    return path
+    return replicas.keras_applications_file(model, path)
+
+
+HASH_TABLES = (catalog.RESNET_HASHES, catalog.VGG_HASHES, catalog.EFFICIENTNET_HASHES)
 
 
 @pytest.fixture
 def keras_cache(tmp_path, monkeypatch):
-    """An empty Keras cache; `put(file, model)` stores a reference's weights under `file`'s name."""
+    """`put(file, model)`: a Keras cache holding a reference's weights under `file`'s name."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    folder = loading.cache_folder()
-    folder.mkdir(parents=True)
 
     def put(file, model):
-        path = write_legacy_h5(model, folder / file.name)
-        md5 = hashlib.md5(path.read_bytes()).hexdigest()
-        for table in (catalog.RESNET_HASHES, catalog.VGG_HASHES, catalog.EFFICIENTNET_HASHES):
-            for key, (top, notop) in list(table.items()):
-                if file.md5 in (top, notop) and file.md5 is not None:
-                    pair = (md5, notop) if file.md5 == top else (top, md5)
-                    monkeypatch.setitem(table, key, pair)
-        return path
+        for table in HASH_TABLES:
+            for key, pair in table.items():
+                if file.md5 is not None and file.md5 in pair:
+                    return replicas.imagenet_cache(
+                        monkeypatch, tmp_path / "keras", model, file, table, key
+                    )
+        return write_legacy_h5(model, loading.cache_folder() / file.name)  # no hash published
 
     return put
 
@@ -266,7 +252,7 @@ def keras_hub_resnet_preset(folder, depths):
         block_type="basic_block",
         use_pre_activation=False,
     )
-    randomise_statistics(backbone)
+    replicas.randomise_statistics(backbone)
     classifier = keras_hub.models.ResNetImageClassifier(backbone=backbone, num_classes=1000)
     classifier.save_to_preset(str(folder))
     return classifier

@@ -3,8 +3,10 @@
 import json
 import shutil
 
+import keras
 import pandas as pd
 
+from kapps.pretrained import catalog
 from tests import replicas
 from tests.conftest import FAST
 
@@ -20,13 +22,26 @@ def test_digit_recognizer_replica(competition, cli, workdir):
     assert submission["Label"].between(0, 9).all()
 
 
-def test_dogs_vs_cats_replica_skips_a_corrupt_training_image(competition, cli, workdir):
+def test_dogs_vs_cats_replica_fine_tunes_imagenet_weights_and_skips_a_corrupt_image(
+    competition, cli, workdir, monkeypatch
+):
+    """The shipped config as is: EfficientNet-B0's ImageNet file (random weights here,
+    already in the Keras cache as after the first download), a frozen-backbone epoch."""
+    source = keras.applications.EfficientNetB0(
+        weights=None, include_top=False, input_shape=(32, 32, 3)
+    )
+    notop = catalog.efficientnet({"variant": "efficientnet_b0"}).notop
+    replicas.imagenet_cache(
+        monkeypatch, workdir / "keras", source, notop, catalog.EFFICIENTNET_HASHES, "b0"
+    )
     comp = competition("dogs-vs-cats")
     data = replicas.dogs_vs_cats(comp / "data")
     replicas.corrupt(data / "train" / "cat.3.jpg")
-    result = cli("run", comp, *FAST, "data.image_size=[32, 32]", "train.batch_size=8")
+    overrides = ["data.image_size=[32, 32]", "train.batch_size=8", "train.freeze_epochs=1"]
+    result = cli("run", comp, *FAST, *overrides)
     assert result.exit_code == 0, result.output
     assert "cat.3.jpg" in result.output
+    assert "pretrained layers frozen" in result.output
     run_dir = next((workdir / "runs" / "dogs-vs-cats").iterdir())
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert [p.rsplit("/", 1)[-1] for p in metrics["skipped_files"]] == ["cat.3.jpg"]

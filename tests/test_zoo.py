@@ -112,6 +112,20 @@ def test_count_flops_matches_mobilenet_paper(name, shape, paper):
     assert abs(kapps.count_flops(model) / 1e6 - paper) / paper < 0.01
 
 
+@pytest.mark.parametrize(
+    ("variant", "params", "mult_adds"),
+    [  # MobileNet paper, Table 4 ("Conv MobileNet") and Table 5 ("Shallow MobileNet")
+        ({"depthwise": False}, 29.3, 4866),
+        ({"shallow": True}, 2.9, 307),
+    ],
+)
+def test_mobilenet_variants_match_the_paper_tables(variant, params, mult_adds):
+    model = kapps.create_model("mobilenet", **variant)
+    assert round(model.count_params() / 1e6, 1) == params
+    assert abs(kapps.count_flops(model) / 1e6 - mult_adds) < 1.5  # 4,867.3 M and 307.4 M here
+    assert kapps.get_entry("mobilenet").checkpoint({"alpha": 1.0, **variant}) is None
+
+
 def test_count_flops_of_attention_and_resnet():
     # ViT-B/16: 17.6 GFLOPs (multiply–adds) in the DeiT/timm tables; ResNet-50: 3.8e9 in its paper.
     assert abs(kapps.count_flops(kapps.create_model("vit_base16")) / 1e9 - 17.56) < 0.05

@@ -8,6 +8,12 @@ Parameter counts at 224×224×3 with 1,000 classes equal keras.applications'
 MobileNet for α = 1.0 (4,253,864), 0.75 (2,601,976), 0.5 (1,342,536) and 0.25
 (475,544); the paper reports 4.2, 2.6, 1.3 and 0.5 million. Multiply–adds
 (`kapps.count_flops`) match the paper's 569, 325, 149 and 41 million.
+
+Two variants the paper compares against: `depthwise=False` puts a full 3×3
+convolution in place of each depthwise-separable block (Table 4's "Conv
+MobileNet": 29.3 M parameters, 4,866 M multiply–adds), and `shallow=True`
+removes the five separable layers at 14×14×512 (Table 5's "Shallow
+MobileNet": 2.9 M, 307 M).
 """
 
 import keras
@@ -48,6 +54,9 @@ def _conv_bn_relu(x, filters, kernel, stride, name):
     return keras.layers.ReLU(6.0, name=f"{name}_relu")(x)
 
 
+SHALLOW_SKIPS = range(7, 12)  # the five stride-1 blocks at 14×14×512 (Table 5)
+
+
 def depthwise_separable(x, filters, stride, block_id):
     """3×3 depthwise convolution then 1×1 pointwise, each with BN and ReLU6."""
     x = keras.layers.DepthwiseConv2D(
@@ -69,6 +78,8 @@ def mobilenet(
     num_classes=1000,
     *,
     alpha=1.0,
+    depthwise=True,
+    shallow=False,
     dropout=1e-3,
     include_top=True,
     pooling=None,
@@ -76,6 +87,10 @@ def mobilenet(
     name=None,
 ):
     """MobileNet v1 at width multiplier `alpha` and any input resolution.
+
+    Args:
+        depthwise: False builds Table 4's "Conv MobileNet" (full 3×3 convolutions).
+        shallow: True builds Table 5's "Shallow MobileNet" (blocks 7–11 removed).
 
     Feature maps by layer name: `conv_pw_{1,3,5,11,13}_relu` (strides 2 to 32).
 
@@ -90,7 +105,12 @@ def mobilenet(
     inputs, x = raw_pixel_input(input_shape)
     x = _conv_bn_relu(x, int(32 * alpha), 3, 2, "conv1")
     for block_id, (filters, stride) in enumerate(BLOCKS, start=1):
-        x = depthwise_separable(x, int(filters * alpha), stride, block_id)
+        if shallow and block_id in SHALLOW_SKIPS:
+            continue
+        if depthwise:
+            x = depthwise_separable(x, int(filters * alpha), stride, block_id)
+        else:
+            x = _conv_bn_relu(x, int(filters * alpha), 3, stride, f"conv_pw_{block_id}")
     x = head(
         x,
         include_top=include_top,
