@@ -119,3 +119,20 @@ def test_divergence_stops_with_advice(competition, cli):
 @pytest.mark.parametrize("command", ["predict", "submit"])
 def test_not_a_run_folder(cli, workdir, command):
     assert_one_line_error(cli(command, workdir), "is not a run folder")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.name=resnet50", "model.weights=imagenet"], "expect RGB images"),
+        (["model.name=alexnet", "model.weights=imagenet"], "torchvision's AlexNet"),
+        (["model.name=mobilenet_025", "model.weights=nowhere.h5"], "weights not found"),
+    ],
+)
+def test_pretrained_weights_a_run_cannot_use(
+    competition, cli, workdir, monkeypatch, overrides, message
+):
+    monkeypatch.setenv("KERAS_HOME", str(workdir / "keras"))  # nothing cached, no download
+    comp = competition("digits")
+    cli("prepare", comp)
+    assert_one_line_error(cli("train", comp, *FAST, *overrides), message)
