@@ -87,8 +87,13 @@ def unfreeze_saved(path):
         return
 
     def save(tmp):
-        model.save(f"{tmp}.keras")  # Keras wants the suffix; the move keeps it atomic
-        os.replace(f"{tmp}.keras", tmp)
+        keras_file = f"{tmp}.keras"  # Keras wants the suffix; the move keeps it atomic
+        try:
+            model.save(keras_file)
+            os.replace(keras_file, tmp)
+        finally:
+            if os.path.exists(keras_file):
+                os.unlink(keras_file)
 
     set_frozen(model.layers, False)
     atomic_write(path, save)

@@ -196,7 +196,10 @@ def _fit(cfg, task, data, run, monitor, mode, log, extra_callbacks=(), verbose=2
     if initial_epoch:
         log(f"resuming {run} from epoch {initial_epoch + 1}")
     phases = [(cfg.train.epochs, False)]  # (last epoch, pretrained layers frozen)
-    if pretrained and initial_epoch < cfg.train.freeze_epochs:
+    if len(pretrained) == len([layer for layer in model.layers if layer.weights]):
+        if cfg.train.freeze_epochs:
+            log("every layer came from model.weights (no new head): nothing to freeze")
+    elif pretrained and initial_epoch < cfg.train.freeze_epochs:
         phases.insert(0, (cfg.train.freeze_epochs, True))
         log(f"epochs 1–{cfg.train.freeze_epochs} train the new head, the pretrained layers frozen")
     callbacks = _callbacks(cfg, run, monitor, mode, best_so_far, extra_callbacks)

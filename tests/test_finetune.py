@@ -82,17 +82,21 @@ def test_freeze_epochs_then_the_whole_model_trains(tmp_path):
             "train.patience=0",
         ],
     )
-    snapshots = []
+    snapshots, optimizers = [], []
 
     class Snapshot(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             layers = ("conv1", "conv_pw_13_bn", "predictions")
             snapshots.append({n: self.model.get_layer(n).get_weights() for n in layers})
+            optimizers.append(self.model.optimizer)
 
     lines = []
     train(cfg, log=lines.append, callbacks=[Snapshot()], verbose=0)
     assert any("pretrained layers frozen" in str(line) for line in lines)
     after_frozen, after_all = snapshots
+    first, second = optimizers  # one optimiser through both phases, its state kept
+    assert first is second and first.lr_mult == 0.5
+    assert "conv1" in first.scaled_layers and "predictions" not in first.scaled_layers
     for name in ("conv1", "conv_pw_13_bn"):  # kernel; gamma, beta and moving statistics
         for got, want in zip(after_frozen[name], source.get_layer(name).get_weights(), strict=True):
             np.testing.assert_array_equal(got, want)

@@ -27,9 +27,10 @@ from kapps.pretrained.loading import (
     fetch,
     read_keras_model,
     read_legacy_h5,
+    split_head,
 )
 
-__all__ = ["Checkpoint", "WeightFile", "load_weights"]
+__all__ = ["Checkpoint", "WeightFile", "load_weights", "split_head"]
 
 
 def _imagenet_layers(model, checkpoint, head):
@@ -57,8 +58,7 @@ def load_weights(model, weights, checkpoint=None, no_checkpoint=None):
     """
     if weights is None:
         return False
-    layers = [layer for layer in model.layers if layer.weights]
-    head = layers[-1] if layers and layers[-1].name == "predictions" else None
+    head = split_head(model)[1]
     if weights == "imagenet":
         if checkpoint is None:
             reason = no_checkpoint or "no public ImageNet checkpoint maps onto its layers"

@@ -9,7 +9,7 @@ head comes from the preset's image classifier when it has one.
 from pathlib import Path
 
 from kapps.errors import ConfigError
-from kapps.pretrained.loading import _first_line
+from kapps.pretrained.loading import first_line
 
 
 def _keras_hub():
@@ -23,18 +23,22 @@ def _keras_hub():
 def preset_layers(preset, with_head):
     """`[(name, arrays)]` of a preset's backbone layers in order, and its head last when asked."""
     keras_hub = _keras_hub()
-    local = Path(preset).is_dir()
+    head = None
     try:
-        backbone = keras_hub.models.Backbone.from_preset(str(preset))
+        if with_head:  # the classifier holds the backbone too: one load, not two
+            try:
+                task = keras_hub.models.ImageClassifier.from_preset(str(preset))
+                backbone, head = task.backbone, task.output_dense
+            except Exception:  # a backbone-only preset: the head starts fresh
+                pass
+        if head is None:
+            backbone = keras_hub.models.Backbone.from_preset(str(preset))
     except Exception as err:  # no network, a folder that is not a preset, …
+        local = Path(preset).is_dir()
         where = "read the preset folder" if local else "download keras-hub preset"
         hint = "" if local else "; save it once with save_to_preset and pass its folder as weights"
-        raise ConfigError(f"cannot {where} {preset} ({_first_line(err)}){hint}") from None
+        raise ConfigError(f"cannot {where} {preset} ({first_line(err)}){hint}") from None
     layers = [(layer.name, layer.get_weights()) for layer in backbone.layers if layer.weights]
-    if with_head:
-        try:
-            task = keras_hub.models.ImageClassifier.from_preset(str(preset))
-            layers.append(("output_dense", task.output_dense.get_weights()))
-        except Exception:  # a backbone-only preset: the head starts fresh
-            pass
+    if head is not None:
+        layers.append((head.name, head.get_weights()))
     return layers

@@ -42,12 +42,12 @@ def fetch(file):
         return Path(path)
     except Exception as err:  # get_file raises a bare Exception when it cannot download
         raise ConfigError(
-            f"cannot download {file.name} ({_first_line(err)}); put the file in {folder} "
+            f"cannot download {file.name} ({first_line(err)}); put the file in {folder} "
             "or pass its path as weights=PATH"
         ) from None
 
 
-def _first_line(err):
+def first_line(err):
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
@@ -71,7 +71,7 @@ def read_legacy_h5(path):
                     layers.append((name, [np.asarray(group[name][n]) for n in names]))
             return layers
     except (OSError, KeyError) as err:
-        raise ConfigError(f"cannot read weights file {path}: {_first_line(err)}") from None
+        raise ConfigError(f"cannot read weights file {path}: {first_line(err)}") from None
 
 
 def read_keras_model(path):
@@ -79,7 +79,7 @@ def read_keras_model(path):
     try:
         source = keras.saving.load_model(path, compile=False)
     except Exception as err:  # a truncated zip, an unknown layer class, …
-        raise ConfigError(f"cannot read model file {path}: {_first_line(err)}") from None
+        raise ConfigError(f"cannot read model file {path}: {first_line(err)}") from None
     return {layer.name: layer.get_weights() for layer in source.layers if layer.weights}
 
 
@@ -110,7 +110,8 @@ def _set(layer, arrays):
         layer.finalize_state()  # its mean and variance are read from these weights
 
 
-def _split_head(model):
+def split_head(model):
+    """`(body, head)`: the layers with weights, and the classifier (None without one)."""
     layers = [layer for layer in model.layers if layer.weights]
     if layers and layers[-1].name == CLASSIFIER:
         return layers[:-1], layers[-1]
@@ -130,7 +131,7 @@ def _load_head(head, arrays, what):
 
 def assign_in_order(model, layers, origin):
     """Assign `[(name, arrays)]` to the model's layers with weights, in order."""
-    body, head = _split_head(model)
+    body, head = split_head(model)
     fitted = [  # every pair checked before anything is assigned
         _fit(target, arrays, f"{origin}'s layer {name!r}")
         for target, (name, arrays) in zip(body, layers, strict=False)
@@ -149,7 +150,7 @@ def assign_in_order(model, layers, origin):
 
 def assign_by_name(model, tensors, origin):
     """Assign `{name: arrays}` to the model's layers of the same name."""
-    body, head = _split_head(model)
+    body, head = split_head(model)
     missing = [target.name for target in body if target.name not in tensors]
     if missing:
         raise ConfigError(f"{origin} has no layer {missing[0]!r} that {model.name} needs")

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from kapps.errors import ConfigError
+from kapps.pretrained import split_head
 from kapps.registry import create_model, get_entry, min_input_size
 from pipelines.data import batched, decoded_images
 from pipelines.data.images import require_decoded
@@ -122,8 +123,8 @@ class Task:
         return create_model(name, weights=weights, **{**model_args, **self.cfg.model.args})
 
     def pretrained_layers(self, model):
-        """The layers `model.weights` filled: all with weights but the new classifier."""
-        return [layer for layer in model.layers if layer.weights and layer.name != "predictions"]
+        """The layers `model.weights` filled: all with weights but the classifier."""
+        return split_head(model)[0]
 
     def compile_args(self) -> dict:
         """`loss` and `metrics` for `model.compile`."""
