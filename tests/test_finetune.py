@@ -8,6 +8,7 @@ import kapps
 from kapps.errors import ConfigError
 from pipelines.config import load_config
 from pipelines.finetune import set_frozen, with_backbone_lr
+from pipelines.prepare import prepare
 from pipelines.train import train
 from tests.conftest import REPO
 
@@ -64,12 +65,13 @@ def test_freezing_puts_batch_norm_in_inference_mode():
         np.testing.assert_array_equal(np.array(weight), before)
 
 
-def test_freeze_epochs_then_the_whole_model_trains(tmp_path):
+def test_freeze_epochs_then_the_whole_model_trains(tmp_path, competition):
     """Epoch 1 moves the head only; epoch 2 moves the backbone too."""
+    comp = competition("digits")
     source = kapps.create_model("mobilenet_025", input_shape=(32, 32, 3), num_classes=4)
     source.save(tmp_path / "pretrained.keras")
     cfg = load_config(
-        REPO / "competitions" / "digits",
+        comp,
         [
             f"run.dir={tmp_path / 'runs'}",
             "model.name=mobilenet_025",
@@ -82,6 +84,7 @@ def test_freeze_epochs_then_the_whole_model_trains(tmp_path):
             "train.patience=0",
         ],
     )
+    prepare(cfg, log=lambda _: None)
     snapshots, optimizers = [], []
 
     class Snapshot(keras.callbacks.Callback):
