@@ -272,4 +272,133 @@ def test_keras_hub_resnet_preset_gives_the_same_logits(tmp_path, name, depths):
     np.testing.assert_allclose(np.asarray(model(images)), expected, rtol=1e-4, atol=1e-4)
 
 
-HUB_TESTED = ("resnet18", "resnet34")
+VIT_SIZES = {"tiny": (192, 12, 3), "base": (768, 12, 12), "large": (1024, 24, 16)}
+
+
+def keras_hub_vit_preset(folder, size, patch, side, scale=1 / 127.5, offset=-1.0):
+    """A keras-hub ViT classifier with random weights, saved with its image converter."""
+    import keras_hub
+
+    dim, depth, heads = VIT_SIZES[size]
+    backbone = keras_hub.models.ViTBackbone(
+        image_shape=(side, side, 3),
+        patch_size=(patch, patch),
+        num_layers=depth,
+        num_heads=heads,
+        hidden_dim=dim,
+        mlp_dim=4 * dim,
+    )
+    for weight in backbone.weights:  # LayerNorm's ones and zeros would hide a swapped pair
+        weight.assign(RNG.normal(0, 0.05, weight.shape).astype("float32") + np.asarray(weight))
+    converter = keras_hub.layers.ViTImageConverter(
+        image_size=(side, side), scale=scale, offset=offset
+    )
+    preprocessor = keras_hub.models.ViTImageClassifierPreprocessor(image_converter=converter)
+    classifier = keras_hub.models.ViTImageClassifier(
+        backbone=backbone, num_classes=1000, preprocessor=preprocessor
+    )
+    classifier.save_to_preset(str(folder))
+    return classifier
+
+
+VITS = [("vit_tiny16", "tiny", 16, 32)] + [
+    pytest.param(name, size, patch, side, marks=pytest.mark.slow)
+    for name, size, patch, side in [
+        ("vit_base16", "base", 16, 224),
+        ("vit_base32", "base", 32, 384),
+        ("vit_large16", "large", 16, 224),
+        ("vit_large32", "large", 32, 384),
+    ]
+]
+
+
+@pytest.mark.parametrize(("name", "size", "patch", "side"), VITS)
+def test_keras_hub_vit_preset_gives_the_same_logits(tmp_path, name, size, patch, side):
+    """keras-hub's separate q, k, v projections fuse into kapps' block exactly."""
+    reference = keras_hub_vit_preset(tmp_path / name, size, patch, side)
+    model = kapps.create_model(name, input_shape=(side, side, 3), weights=tmp_path / name)
+    images = RNG.uniform(0, 255, (2, side, side, 3)).astype("float32")
+    expected = np.asarray(reference(images / 127.5 - 1.0))
+    np.testing.assert_allclose(np.asarray(model(images)), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_a_vit_at_another_resolution_resamples_its_position_embeddings(tmp_path):
+    keras_hub_vit_preset(tmp_path / "vit", "tiny", 16, 32)
+    model = kapps.create_model("vit_tiny16", input_shape=(64, 64, 3), weights=tmp_path / "vit")
+    assert model(np.zeros((1, 64, 64, 3), "float32")).shape == (1, 1000)
+    from kapps.pretrained.hub import resample_positions
+
+    positions = np.concatenate([np.full((1, 4), -7.0), np.ones((4, 4))]).astype("float32")
+    resampled = resample_positions(positions, 1 + 16)
+    assert resampled.shape == (17, 4)
+    np.testing.assert_array_equal(resampled[0], positions[0])  # the class token's is kept
+    np.testing.assert_allclose(resampled[1:], 1.0, atol=1e-5)  # a constant grid stays constant
+    assert resample_positions(positions, 5) is positions
+
+
+def test_a_preset_normalising_otherwise_is_refused(tmp_path):
+    keras_hub_vit_preset(tmp_path / "vit", "tiny", 16, 32, scale=1 / 255.0, offset=0.0)
+    with pytest.raises(ConfigError, match="trained on other inputs"):
+        kapps.create_model("vit_tiny16", input_shape=(32, 32, 3), weights=tmp_path / "vit")
+
+
+def keras_hub_gpt2_preset(folder, **config):
+    import keras_hub
+
+    backbone = keras_hub.models.GPT2Backbone(**config)
+    for weight in backbone.weights:
+        weight.assign(RNG.normal(0, 0.05, weight.shape).astype("float32") + np.asarray(weight))
+    backbone.save_to_preset(str(folder))
+    return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
+
+
+GPT2_TINY = {
+    "vocabulary_size": 50,
+    "num_layers": 2,
+    "num_heads": 2,
+    "hidden_dim": 16,
+    "intermediate_dim": 64,
+    "max_sequence_length": 32,
+}
+GPT2_SMALL = {
+    "vocabulary_size": 50257,
+    "num_layers": 12,
+    "num_heads": 12,
+    "hidden_dim": 768,
+    "intermediate_dim": 3072,
+    "max_sequence_length": 1024,
+}
+
+
+@pytest.mark.parametrize(
+    "config", [GPT2_TINY, pytest.param(GPT2_SMALL, marks=pytest.mark.slow)], ids=["tiny", "124M"]
+)
+def test_keras_hub_gpt2_preset_gives_the_same_next_token_logits(tmp_path, config):
+    reference = keras_hub_gpt2_preset(tmp_path / "gpt2", **config)
+    model = kapps.create_model(
+        "gpt2_small",
+        vocab_size=config["vocabulary_size"],
+        num_layers=config["num_layers"],
+        num_heads=config["num_heads"],
+        hidden_dim=config["hidden_dim"],
+        max_length=config["max_sequence_length"],
+        weights=tmp_path / "gpt2",
+    )
+    token_ids = RNG.integers(0, config["vocabulary_size"], (2, 12)).astype("int32")
+    expected = reference({"token_ids": token_ids, "padding_mask": np.ones_like(token_ids)})
+    np.testing.assert_allclose(np.asarray(model(token_ids)), np.asarray(expected), atol=1e-4)
+
+
+def test_a_keras_hub_preset_name_is_fetched_through_keras_hub(monkeypatch):
+    """`weights="gpt2_base_en"` asks keras-hub for the preset (no network here: one line)."""
+    import keras_hub
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(keras_hub.models.Backbone, "from_preset", offline)
+    with pytest.raises(ConfigError, match="cannot download keras-hub preset gpt2_base_en"):
+        kapps.create_model("gpt_nano", vocab_size=50, weights="gpt2_base_en")
+
+
+HUB_TESTED = ("resnet18", "resnet34", "vit_base16", "vit_base32", "vit_large16", "vit_large32")

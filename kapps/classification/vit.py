@@ -20,6 +20,7 @@ from kapps.layers.common import (
     pool_features,
     raw_pixel_input,
 )
+from kapps.pretrained import catalog
 from kapps.registry import register_model
 
 SIZES = {  # Table 1 (Ti and S: DeiT)
@@ -40,6 +41,7 @@ LN_EPSILON = 1e-6
     "classification",
     variants=VARIANTS,
     test_kwargs={"input_shape": (32, 32, 3), "num_classes": 5},
+    checkpoint=catalog.vit,
 )
 def vit(
     input_shape=(224, 224, 3),

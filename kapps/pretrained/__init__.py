@@ -2,7 +2,8 @@
 
 `weights` is None (random initialisation), `"imagenet"` (the builder's
 public checkpoint: keras.applications' files or a keras-hub preset,
-downloaded once into Keras' or keras-hub's cache), or a path: a
+downloaded once into Keras' or keras-hub's cache), a keras-hub preset
+(`"gpt2_base_en"`, `"hf://…"`, `"kaggle://…"`), or a path: a
 keras.applications `.h5` file, a keras-hub preset folder, or a `.keras`
 model saved by kapps (a run's `best.keras`, a pretrained backbone).
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from kapps.errors import ConfigError
 from kapps.pretrained.catalog import Checkpoint, WeightFile
+from kapps.pretrained.hub import is_preset_handle, preset_layers
 from kapps.pretrained.loading import (
     assign_by_name,
     assign_in_order,
@@ -35,9 +37,7 @@ __all__ = ["Checkpoint", "WeightFile", "load_weights", "split_head"]
 
 def _imagenet_layers(model, checkpoint, head):
     if checkpoint.preset is not None:
-        from kapps.pretrained.hub import preset_layers
-
-        return preset_layers(checkpoint.preset, head is not None), checkpoint.preset
+        return preset_layers(checkpoint.preset, head is not None, model), checkpoint.preset
     wants_top = head is not None and (checkpoint.top_has_body or head.units == checkpoint.classes)
     file = checkpoint.top if wants_top and checkpoint.top else checkpoint.notop
     path = fetch(file)
@@ -69,13 +69,11 @@ def load_weights(model, weights, checkpoint=None, no_checkpoint=None):
         _rescale_variance(model, checkpoint)
         return loaded
     path = Path(weights)
+    if path.is_dir() or (not path.exists() and is_preset_handle(str(weights))):
+        check_rgb(model)
+        return assign_in_order(model, preset_layers(weights, head is not None, model), path.name)
     if not path.exists():
         raise ConfigError(f"weights not found: {weights}")
-    if path.is_dir():
-        from kapps.pretrained.hub import preset_layers
-
-        check_rgb(model)
-        return assign_in_order(model, preset_layers(path, head is not None), path.name)
     if path.suffix == ".keras":
         return assign_by_name(model, read_keras_model(path), path.name)
     source = read_legacy_h5(path)

@@ -124,3 +124,28 @@ def efficientnet(args):
         return None
     files = _pair("", f"efficientnet{size}", EFFICIENTNET_HASHES[size], base=EFFICIENTNET)
     return Checkpoint("keras.applications", variance_scale=(0.229, 0.224, 0.225), **files)
+
+
+# keras-hub's ViT presets fine-tuned on ImageNet-1k (Google's checkpoints): (size, patch, side).
+VIT_PRESETS = {
+    ("base", 16, 224): "vit_base_patch16_224_imagenet",
+    ("base", 16, 384): "vit_base_patch16_384_imagenet",
+    ("large", 16, 224): "vit_large_patch16_224_imagenet",
+    ("large", 16, 384): "vit_large_patch16_384_imagenet",
+    ("base", 32, 384): "vit_base_patch32_384_imagenet",
+    ("large", 32, 384): "vit_large_patch32_384_imagenet",
+}
+
+
+def vit(args):
+    """The preset of the model's size and patch at its side, else the nearest side.
+
+    At another side the position embeddings are resampled (`hub.resample_positions`).
+    """
+    size, patch = args.get("size", "base"), args.get("patch_size", 16)
+    side = tuple(args.get("input_shape") or (224, 224, 3))[0]
+    sides = [s for (z, p, s) in VIT_PRESETS if (z, p) == (size, patch)]
+    if not sides:
+        return None
+    nearest = min(sides, key=lambda s: (abs(s - side), s))
+    return Checkpoint("keras-hub", preset=VIT_PRESETS[size, patch, nearest])

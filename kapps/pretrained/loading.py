@@ -160,8 +160,33 @@ def assign_by_name(model, tensors, origin):
     return _load_head(head, tensors.get(CLASSIFIER), f"{origin}'s head")
 
 
+PREPROCESSING = ("rescale", "normalize", "preprocess")
+
+
+def pixel_affine(model):
+    """`(scale, offset)` per channel of the model's own pixel preprocessing, or None.
+
+    The builders' preprocessing layers (`rescale`, `normalize`, `preprocess`)
+    come right after the input and act on each pixel alone.
+    """
+    x = np.stack([np.zeros((1, 1, 3)), np.full((1, 1, 3), 255.0)]).astype("float32")
+    found = False
+    for layer in model.layers[1:]:
+        if layer.name not in PREPROCESSING:
+            break
+        x, found = layer(x), True
+    if not found:
+        return None
+    x = keras.ops.convert_to_numpy(x).reshape(2, -1)
+    return (x[1] - x[0]) / 255.0, x[0]
+
+
 def check_rgb(model):
-    channels = model.input_shape[-1] if not isinstance(model.input_shape, list) else None
+    """Image models must take 3 channels; models of other inputs (text) pass."""
+    shape = model.input_shape
+    if isinstance(shape, list) or len(shape) != 4:
+        return
+    channels = shape[-1]
     if channels != 3:
         raise ConfigError(
             f"pretrained weights expect RGB images (3 channels), {model.name} takes {channels}; "
