@@ -402,3 +402,62 @@ def test_a_keras_hub_preset_name_is_fetched_through_keras_hub(monkeypatch):
 
 
 HUB_TESTED = ("resnet18", "resnet34", "vit_base16", "vit_base32", "vit_large16", "vit_large32")
+
+
+def _weights_by_layer(model):
+    """`{layer name: arrays}` through nested models (DETR's and CLIP's towers are models)."""
+    found = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found.update(_weights_by_layer(layer))
+        elif layer.weights:
+            found[layer.name] = layer.get_weights()
+    return found
+
+
+# dense model, its arguments, encoder, where the encoder's weights come from
+DENSE = [
+    ("unet_efficientnet_b0", {}, "efficientnet_b0", keras.applications.EfficientNetB0),
+    ("yolo_n", {"backbone": "mobilenet_025"}, "mobilenet_025", keras.applications.MobileNet),
+    ("detr_resnet50", {}, "resnet50", keras.applications.ResNet50),
+    ("unet_resnet34", {}, "resnet34", "keras-hub"),
+    ("clip_vit_tiny16", {}, "vit_tiny16", "keras-hub"),
+]
+
+
+@pytest.mark.parametrize(("name", "args", "encoder", "source"), DENSE)
+def test_dense_models_load_their_encoder_weights(
+    keras_cache, tmp_path, name, args, encoder, source
+):
+    """`encoder_weights=` puts into the dense model's encoder what the encoder alone loads."""
+    side = 32 if encoder.startswith("vit") else 64
+    shape = (side, side, 3)
+    if source == "keras-hub":
+        weights = tmp_path / encoder
+        if encoder.startswith("vit"):
+            keras_hub_vit_preset(weights, "tiny", 16, side)
+        else:
+            keras_hub_resnet_preset(weights, (3, 4, 6, 3))
+    else:
+        weights = "imagenet"
+        alpha = {"alpha": 0.25} if encoder == "mobilenet_025" else {}
+        entry = get_entry(encoder)
+        checkpoint = entry.checkpoint({**entry.defaults, "input_shape": shape})
+        keras_cache(
+            checkpoint.notop, source(weights=None, include_top=False, input_shape=shape, **alpha)
+        )
+    alone = kapps.create_model(encoder, input_shape=shape, include_top=False, weights=weights)
+    shape_arg = {"image_shape": shape} if name.startswith("clip") else {"input_shape": shape}
+    model = kapps.create_model(name, **shape_arg, **args, encoder_weights=weights)
+    inside, expected = _weights_by_layer(model), _weights_by_layer(alone)
+    assert len(expected) > 5
+    for layer, arrays in expected.items():
+        for got, want in zip(inside[layer], arrays, strict=True):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_encoder_weights_need_a_named_encoder():
+    with pytest.raises(ConfigError, match="encoder_weights needs"):
+        kapps.create_model("yolo_n", input_shape=(64, 64, 3), encoder_weights="imagenet")
+    with pytest.raises(ConfigError, match="encoder_weights needs"):
+        kapps.create_model("unet", input_shape=(64, 64, 3), encoder_weights="imagenet")

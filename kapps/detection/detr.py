@@ -115,6 +115,9 @@ class DETR(Detector):
         score_threshold, iou_threshold, max_detections: what `predict` keeps
             (DETR needs no suppression; a loose IoU threshold of 0.9 only
             removes exact duplicates).
+        encoder_weights: the backbone's `weights` (`"imagenet"`, a path or a
+            keras-hub preset); not saved in the config (a saved model holds
+            its own weights).
     """
 
     config_keys = (
@@ -145,12 +148,19 @@ class DETR(Detector):
         score_threshold=0.3,
         iou_threshold=0.9,
         max_detections=100,
+        encoder_weights=None,
         **kwargs,
     ):
         input_shape = tuple(input_shape)
         if input_shape[0] % 32 or input_shape[1] % 32:
             raise ValueError(f"input sides must be multiples of 32, got {input_shape[:2]}")
-        body = create_model(backbone, input_shape=input_shape, include_top=False, name="backbone")
+        body = create_model(
+            backbone,
+            input_shape=input_shape,
+            include_top=False,
+            name="backbone",
+            weights=encoder_weights,
+        )
         if feature_stride != 32:  # an earlier map, as the paper's DC5 variant (stride 16)
             by_stride = feature_layers(body)
             if feature_stride not in by_stride:

@@ -193,6 +193,9 @@ class YOLO(Detector):
         score_threshold, iou_threshold, max_detections: what `predict` keeps.
         top_k: positives per ground-truth box in the label assignment.
         loss_weights: `{"box", "cls", "dfl"}` weights of the three losses.
+        encoder_weights: the named backbone's `weights` (`"imagenet"`, a path
+            or a keras-hub preset); not saved in the config (a saved model
+            holds its own weights).
     """
 
     config_keys = (
@@ -219,6 +222,7 @@ class YOLO(Detector):
         max_detections=100,
         top_k=10,
         loss_weights=None,
+        encoder_weights=None,
         **kwargs,
     ):
         input_shape = tuple(input_shape)
@@ -227,10 +231,17 @@ class YOLO(Detector):
         if reg_max < 2:
             raise ValueError(f"reg_max must be at least 2, got {reg_max}")
         if backbone == "csp":
+            if encoder_weights is not None:
+                raise ValueError(
+                    "encoder_weights needs a registered classification backbone: YOLOv8's "
+                    "CSP-Darknet has no public Keras checkpoint"
+                )
             inputs, x = raw_pixel_input(input_shape, scale=1 / 255, offset=0.0)
             features = csp_darknet(x, depth_multiple, width_multiple, max_channels)
         else:
-            body = create_model(backbone, input_shape=input_shape, include_top=False)
+            body = create_model(
+                backbone, input_shape=input_shape, include_top=False, weights=encoder_weights
+            )
             by_stride = feature_layers(body)
             missing = [s for s in STRIDES if s not in by_stride]
             if missing:

@@ -68,6 +68,9 @@ class CLIP(keras.Model):
         text_pooling: "last" (the end-of-text token, as CLIP) or "mean".
         embed_dim: size of the shared embedding space.
         dropout: dropout in the text tower.
+        encoder_weights: the named image tower's `weights` (`"imagenet"`, a
+            path or a keras-hub preset); not saved in the config (a saved
+            model holds its own weights).
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class CLIP(keras.Model):
         text_pooling="last",
         dropout=0.0,
         image_encoder_args=None,
+        encoder_weights=None,
         **kwargs,
     ):
         if image_pooling not in ("avg", "flatten"):
@@ -101,8 +105,11 @@ class CLIP(keras.Model):
                 include_top=False,
                 pooling="avg" if image_pooling == "avg" else None,
                 name="image_encoder",
+                weights=encoder_weights,
                 **(image_encoder_args or {}),
             )
+        elif encoder_weights is not None:
+            raise ValueError("encoder_weights needs image_encoder= a registered model name")
         images = keras.Input(tuple(image_shape), name="images")
         token_ids = keras.Input((None,), dtype="int32", name="token_ids")
         padding_mask = keras.Input((None,), dtype="int32", name="padding_mask")
@@ -238,6 +245,7 @@ def clip(
     embed_dim=None,
     text_pooling="last",
     dropout=0.0,
+    encoder_weights=None,
     name=None,
 ):
     """Build a CLIP dual encoder; any argument overrides the variant's.
@@ -257,6 +265,7 @@ def clip(
         embed_dim: shared embedding size; None: the variant's.
         text_pooling: "last" (end-of-text token) or "mean".
         dropout: text-tower dropout.
+        encoder_weights: the image tower's pretrained weights (see `CLIP`).
         name: model name; None: the variant.
 
     Example:
@@ -282,5 +291,6 @@ def clip(
         text_pooling=text_pooling,
         dropout=dropout,
         image_encoder_args=image_encoder_args,
+        encoder_weights=encoder_weights,
         name=name or variant,
     )

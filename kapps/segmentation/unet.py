@@ -110,10 +110,14 @@ def _classic(input_shape, num_classes, depth, filters, batch_norm, dropout, bloc
     return inputs, pixel_shuffle(logits, block, "depth_to_space", dtype="float32")
 
 
-def _on_encoder(input_shape, num_classes, encoder, skip_layers, decoder_filters, batch_norm):
+def _on_encoder(
+    input_shape, num_classes, encoder, skip_layers, decoder_filters, batch_norm, weights
+):
     backbone = encoder
     if isinstance(encoder, str):
-        backbone = create_model(encoder, input_shape=input_shape, include_top=False)
+        backbone = create_model(
+            encoder, input_shape=input_shape, include_top=False, weights=weights
+        )
     names = skip_layers or list(feature_layers(backbone).values())
     outputs = [backbone.get_layer(n).output for n in names]
     deepest = outputs[-1]
@@ -151,6 +155,7 @@ def unet(
     encoder=None,
     skip_layers=None,
     decoder_filters=(256, 128, 64, 32, 16),
+    encoder_weights=None,
     name=None,
 ):
     """A U-Net returning per-pixel class logits (H, W, num_classes) at input size.
@@ -176,6 +181,8 @@ def unet(
             deep, the last one being the deepest map; default: the last layer
             at each stride.
         decoder_filters: filters of each up block, deepest first (encoder only).
+        encoder_weights: the named encoder's `weights` (`"imagenet"`, a path or
+            a keras-hub preset; see `kapps.create_model`).
 
     Example:
     >>> model = unet((64, 64, 3), num_classes=3, filters=8, depth=3)
@@ -186,6 +193,8 @@ def unet(
         raise ValueError(
             f"space_to_depth must be >= 1, and 1 with an encoder; got {space_to_depth}"
         )
+    if encoder_weights is not None and not isinstance(encoder, str):
+        raise ValueError("encoder_weights needs encoder= a registered classification model name")
     if encoder is None:
         side = space_to_depth * 2**depth
         if input_shape[0] % side or input_shape[1] % side:
@@ -196,7 +205,13 @@ def unet(
         default = "unet"
     else:
         inputs, logits = _on_encoder(
-            input_shape, num_classes, encoder, skip_layers, decoder_filters, batch_norm
+            input_shape,
+            num_classes,
+            encoder,
+            skip_layers,
+            decoder_filters,
+            batch_norm,
+            encoder_weights,
         )
         default = f"unet_{encoder if isinstance(encoder, str) else encoder.name}"
     return keras.Model(inputs, logits, name=name or default.replace("/", "_").replace(".", "_"))
