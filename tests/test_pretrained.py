@@ -17,9 +17,11 @@ import pytest
 from keras.src.utils import file_utils
 
 import kapps
+from kapps.classification.vit import CLIP_MEAN, CLIP_STD
 from kapps.errors import ConfigError
 from kapps.pretrained import catalog, loading
 from kapps.registry import get_entry
+from kapps.retrieval.clip import OPENAI_TOWER
 from tests import replicas
 
 RNG = np.random.default_rng(0)
@@ -399,6 +401,107 @@ def test_a_keras_hub_preset_name_is_fetched_through_keras_hub(monkeypatch):
     monkeypatch.setattr(keras_hub.models.Backbone, "from_preset", offline)
     with pytest.raises(ConfigError, match="cannot download keras-hub preset gpt2_base_en"):
         kapps.create_model("gpt_nano", vocab_size=50, weights="gpt2_base_en")
+
+
+def keras_hub_clip_preset(
+    folder,
+    patch,
+    side,
+    width,
+    layers,
+    heads,
+    text_width,
+    text_layers,
+    text_heads,
+    vocab,
+    context,
+    embed,
+):
+    """A keras-hub CLIPBackbone with random weights and its image converter, as a preset."""
+    import keras_hub
+
+    backbone = keras_hub.models.CLIPBackbone(
+        keras_hub.models.CLIPVisionEncoder(
+            patch, width, layers, heads, 4 * width, image_shape=(side, side, 3)
+        ),
+        keras_hub.models.CLIPTextEncoder(
+            vocab,
+            text_width,
+            text_width,
+            text_layers,
+            text_heads,
+            4 * text_width,
+            max_sequence_length=context,
+        ),
+        projection_dim=embed,
+    )
+    for weight in backbone.trainable_weights:
+        weight.assign(RNG.normal(0, 0.05, weight.shape).astype("float32") + np.asarray(weight))
+    backbone.save_to_preset(str(folder))
+    mean, std = np.array(CLIP_MEAN), np.array(CLIP_STD)
+    converter = keras_hub.layers.CLIPImageConverter(
+        image_size=(side, side), scale=(1 / (255 * std)).tolist(), offset=(-mean / std).tolist()
+    )
+    converter.save_to_preset(str(folder))
+    return backbone
+
+
+CLIPS = [
+    (
+        "clip_vit_b32",
+        {
+            "image_encoder": "vit_tiny16",
+            "image_shape": (32, 32, 3),
+            "vocab_size": 50,
+            "max_length": 12,
+            "text_width": 24,
+            "text_layers": 2,
+            "text_heads": 2,
+            "embed_dim": 16,
+            "image_encoder_args": OPENAI_TOWER,
+        },
+        (16, 32, 192, 12, 3, 24, 2, 2, 50, 12, 16),
+    ),
+    pytest.param(
+        "clip_vit_b32",
+        {},
+        (32, 224, 768, 12, 12, 512, 12, 8, 49408, 77, 512),
+        marks=pytest.mark.slow,
+    ),
+    pytest.param(
+        "clip_vit_b16",
+        {},
+        (16, 224, 768, 12, 12, 512, 12, 8, 49408, 77, 512),
+        marks=pytest.mark.slow,
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "args", "config"), CLIPS, ids=["tiny", "b32", "b16"])
+def test_keras_hub_clip_preset_gives_the_same_embeddings(tmp_path, name, args, config):
+    """Image and text embeddings, and the logits, equal keras-hub's CLIPBackbone's."""
+    reference = keras_hub_clip_preset(tmp_path / "clip", *config)
+    side, vocab, context = config[1], config[8], config[9]
+    model = kapps.create_model(name, weights=tmp_path / "clip", **args)
+    images = RNG.uniform(0, 255, (3, side, side, 3)).astype("float32")
+    lengths = np.array([3, context, 7])  # the last real token is the end of text (highest id)
+    real = np.arange(context)[None] < lengths[:, None]
+    token_ids = RNG.integers(1, vocab - 1, (3, context)) * real
+    token_ids[np.arange(3), lengths - 1] = vocab - 1
+    mean, std = np.array(CLIP_MEAN), np.array(CLIP_STD)
+    normalised = ((images / 255.0 - mean) / std).astype("float32")
+    ours_images = model.encode_images(images)
+    ours_texts = model.encode_texts(token_ids.astype("int32"), real)
+
+    def unit(x):
+        x = np.asarray(x)
+        return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+    expected_images = unit(reference.get_vision_embeddings(normalised))
+    expected_texts = unit(reference.get_text_embeddings(token_ids.astype("int32")))
+    np.testing.assert_allclose(ours_images, expected_images, atol=1e-4)
+    np.testing.assert_allclose(ours_texts, expected_texts, atol=1e-4)
+    assert model.logit_scale() == pytest.approx(float(np.exp(reference.clip_head.logit_scale)))
 
 
 HUB_TESTED = ("resnet18", "resnet34", "vit_base16", "vit_base32", "vit_large16", "vit_large32")

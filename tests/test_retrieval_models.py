@@ -48,7 +48,7 @@ def _batch(count=5, seed=0):
     }
 
 
-def test_clip_vit_b32_is_within_1_percent_of_keras_hub_clip_backbone():
+def test_clip_vit_b32_has_keras_hub_clip_backbones_parameters():
     keras_hub = pytest.importorskip("keras_hub")
     reference = keras_hub.models.CLIPBackbone(
         keras_hub.models.CLIPVisionEncoder(32, 768, 12, 12, 3072, image_shape=(224, 224, 3)),
@@ -56,8 +56,9 @@ def test_clip_vit_b32_is_within_1_percent_of_keras_hub_clip_backbone():
         projection_dim=512,
     )
     ours = kapps.create_model("clip_vit_b32")
-    assert ours.count_params() == 151_276_545
-    assert abs(ours.count_params() / reference.count_params() - 1) < 0.01
+    assert ours.count_params() == 151_277_313
+    trainable = sum(int(np.prod(w.shape)) for w in reference.trainable_weights)
+    assert ours.count_params() == trainable  # keras-hub also counts 50 integer position ids
 
 
 def test_loss_is_the_symmetric_infonce_of_the_logits(tiny_clip):

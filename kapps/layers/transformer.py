@@ -12,6 +12,11 @@ import keras
 from keras import ops
 
 GPT_INIT = keras.initializers.RandomNormal(stddev=0.02)  # GPT-2's and CLIP's initialisation
+ACTIVATIONS = {
+    "gelu": lambda x: keras.activations.gelu(x, approximate=False),
+    "gelu_tanh": lambda x: keras.activations.gelu(x, approximate=True),
+    "quick_gelu": lambda x: x * ops.sigmoid(1.702 * x),
+}
 
 
 @keras.saving.register_keras_serializable(package="kapps")
@@ -55,7 +60,8 @@ class TransformerBlock(keras.layers.Layer):
         dropout: on the attention and MLP outputs before each residual sum.
         epsilon: LayerNormalization's (ViT 1e-6, GPT-2 and CLIP 1e-5).
         causal: a token attends only to itself and earlier ones (a decoder).
-        activation: the MLP's, `"gelu"` (exact) or `"gelu_tanh"` (GPT-2's).
+        activation: the MLP's, `"gelu"` (exact), `"gelu_tanh"` (GPT-2's) or
+            `"quick_gelu"` (CLIP's: x·sigmoid(1.702x)).
         kernel_initializer: of the projections (GPT-2 and CLIP: N(0, 0.02)).
 
     Call: `block(x, padding_mask=None)`; `padding_mask` (batch, length), 1 on
@@ -83,8 +89,8 @@ class TransformerBlock(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if activation not in ("gelu", "gelu_tanh"):
-            raise ValueError(f"activation must be 'gelu' or 'gelu_tanh', got {activation!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         self.num_heads = num_heads
         self.intermediate_dim = intermediate_dim
         self.dropout = dropout
@@ -136,7 +142,7 @@ class TransformerBlock(keras.layers.Layer):
     def call(self, x, padding_mask=None, cache=None, index=0, training=None):
         y, cache = self._attend(self.ln1(x), padding_mask, cache, index, training)
         x = x + y
-        y = keras.activations.gelu(self.fc(self.ln2(x)), approximate=self.activation != "gelu")
+        y = ACTIVATIONS[self.activation](self.fc(self.ln2(x)))
         x = x + self.drop(self.out(y), training=training)
         return x if cache is None else (x, cache)
 

@@ -101,13 +101,17 @@ def resample_positions(positions, tokens):
     return np.concatenate([positions[:1], resized]).astype(positions.dtype)
 
 
+def _positions_for(model, embeddings):
+    """A preset's (1 + n², dim) position table, resampled to the model's ViT grid."""
+    positions = ops.convert_to_numpy(embeddings)
+    target = [w for w in model.weights if w.path.endswith("cls_pos_embed/pos")]
+    return resample_positions(positions, target[0].shape[1]) if target else positions
+
+
 def _vit(backbone, model):
     embed = backbone.get_layer("vit_patching_and_embedding")
     encoder = backbone.get_layer("vit_encoder")
-    positions = ops.convert_to_numpy(embed.position_embedding.embeddings)
-    target = [w for w in model.weights if w.path.endswith("cls_pos_embed/pos")]
-    if target:
-        positions = resample_positions(positions, target[0].shape[1])
+    positions = _positions_for(model, embed.position_embedding.embeddings)
     layers = [
         ("patch_embedding", embed.patch_embedding.get_weights()),
         (
@@ -135,11 +139,42 @@ def _gpt2(backbone, model):
     return layers
 
 
+def _clip(backbone, model):
+    """keras-hub's CLIPBackbone by kapps' layer names; the ViT tower is one nested model."""
+    vision, text = backbone.vision_encoder, backbone.text_encoder
+    embed = vision.embedding
+    # the position each token reads: keras-hub keeps the ids as a weight (arange in
+    # converted checkpoints; zeros in a CLIPVisionEmbedding built from scratch)
+    table = ops.take(embed.position_embedding.embeddings, embed.position_ids[0], axis=0)
+    positions = _positions_for(model, table)
+    blocks = ("layer_norm_1", "layer_norm_2", "dense_1", "dense_2")
+    tower = [
+        *embed.patch_embedding.get_weights(),
+        ops.convert_to_numpy(embed.class_embedding).reshape(1, 1, -1),
+        positions[None],
+        *vision.pre_layer_norm.get_weights(),
+    ]
+    for block in vision.encoder_layers:
+        tower += _block(block, *blocks)
+    tower += vision.layer_norm.get_weights()
+    by_name = {
+        "token_embedding": text.embedding.token_embedding.get_weights(),
+        "position_embedding": text.embedding.position_embedding.get_weights(),
+        **{f"text_block_{i}": _block(b, *blocks) for i, b in enumerate(text.encoder_layers)},
+        "text_norm": text.layer_norm.get_weights(),
+        "image_encoder": tower,
+        "image_projection": backbone.vision_projection.get_weights(),
+        "text_projection": backbone.text_projection.get_weights(),
+        "logits": backbone.clip_head.get_weights(),
+    }
+    return [(layer.name, by_name.get(layer.name, [])) for layer in model.layers if layer.weights]
+
+
 def _in_order(backbone, model):
     return [(layer.name, layer.get_weights()) for layer in backbone.layers if layer.weights]
 
 
-CONVERTERS = {"ViTBackbone": _vit, "GPT2Backbone": _gpt2}
+CONVERTERS = {"ViTBackbone": _vit, "GPT2Backbone": _gpt2, "CLIPBackbone": _clip}
 
 
 def _check_normalisation(preset, model):
@@ -159,10 +194,13 @@ def _check_normalisation(preset, model):
     )
     if not all(np.allclose(a, b, rtol=1e-3, atol=1e-4) for a, b in zip(affine, want, strict=True)):
         raise ConfigError(
-            f"{Path(str(preset)).name} normalises pixels as x·{np.round(want[0], 5).tolist()} + "
-            f"{np.round(want[1], 4).tolist()}, {model.name} as x·{np.round(affine[0], 5).tolist()}"
-            f" + {np.round(affine[1], 4).tolist()}: it was trained on other inputs"
+            f"{Path(str(preset)).name} normalises pixels as {_affine_text(*want)}, "
+            f"{model.name} as {_affine_text(*affine)}: it was trained on other inputs"
         )
+
+
+def _affine_text(scale, offset):
+    return f"x·[{', '.join(f'{v:.4g}' for v in scale)}] + [{', '.join(f'{v:.4g}' for v in offset)}]"
 
 
 def preset_layers(preset, with_head, model):

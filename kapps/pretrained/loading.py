@@ -167,8 +167,12 @@ def pixel_affine(model):
     """`(scale, offset)` per channel of the model's own pixel preprocessing, or None.
 
     The builders' preprocessing layers (`rescale`, `normalize`, `preprocess`)
-    come right after the input and act on each pixel alone.
+    come right after the input and act on each pixel alone; a model without
+    them whose image tower is a nested model (CLIP) is asked through it.
     """
+    towers = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if towers and not any(layer.name in PREPROCESSING for layer in model.layers):
+        return pixel_affine(towers[0])
     x = np.stack([np.zeros((1, 1, 3)), np.full((1, 1, 3), 255.0)]).astype("float32")
     found = False
     for layer in model.layers[1:]:

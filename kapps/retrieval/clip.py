@@ -35,9 +35,20 @@ VARIANTS = {  # image tower and its pooling, image side, text width, layers, hea
     "clip_tiny": ("lenet5", "flatten", 64, 128, 2, 4, 128, 32),
     "clip_vit_tiny16": ("vit_tiny16", "avg", 224, 256, 4, 4, 256, 77),
     "clip_resnet50": ("resnet50", "avg", 224, 512, 12, 8, 1024, 77),
-    "clip_vit_b32": ("vit_base32", "avg", 224, 512, 12, 8, 512, 77),
-    "clip_vit_b16": ("vit_base16", "avg", 224, 512, 12, 8, 512, 77),
+    "clip_vit_b32": ("vit_base32", "token", 224, 512, 12, 8, 512, 77),
+    "clip_vit_b16": ("vit_base16", "token", 224, 512, 12, 8, 512, 77),
 }
+# OpenAI's ViT-B CLIPs (and keras-hub's CLIPBackbone): the image tower's options, a causal
+# text tower, QuickGELU everywhere.
+OPENAI_VARIANTS = ("clip_vit_b32", "clip_vit_b16")
+OPENAI_TOWER = {
+    "patch_bias": False,
+    "pre_norm": True,
+    "activation": "quick_gelu",
+    "layer_norm_epsilon": 1e-5,
+    "normalization": "clip",
+}
+IMAGE_POOLINGS = ("avg", "flatten", "token")
 LN_EPSILON = 1e-5
 
 
@@ -62,12 +73,16 @@ class CLIP(keras.Model):
         image_encoder_args: more builder arguments for a named tower.
         image_shape: (height, width, channels) of the raw 0–255 images.
         image_pooling: "avg" pools the tower's feature map; "flatten" keeps
-            where things are (small images whose captions say "left of").
+            where things are (small images whose captions say "left of");
+            "token" takes a ViT tower's class token (CLIP's).
         vocab_size, max_length: token ids and context length of the text tower.
         text_width, text_layers, text_heads, text_intermediate_dim: its sizes.
         text_pooling: "last" (the end-of-text token, as CLIP) or "mean".
         embed_dim: size of the shared embedding space.
         dropout: dropout in the text tower.
+        text_causal: causal self-attention in the text tower (CLIP's, section
+            2.4: "masked self-attention"), so a token sees only earlier ones.
+        text_activation: the text MLP's activation (CLIP: "quick_gelu").
         encoder_weights: the named image tower's `weights` (`"imagenet"`, a
             path or a keras-hub preset); not saved in the config (a saved
             model holds its own weights).
@@ -88,11 +103,15 @@ class CLIP(keras.Model):
         text_pooling="last",
         dropout=0.0,
         image_encoder_args=None,
+        text_causal=False,
+        text_activation="gelu",
         encoder_weights=None,
         **kwargs,
     ):
-        if image_pooling not in ("avg", "flatten"):
-            raise ValueError(f"image_pooling must be 'avg' or 'flatten', got {image_pooling!r}")
+        if image_pooling not in IMAGE_POOLINGS:
+            raise ValueError(
+                f"image_pooling must be one of {IMAGE_POOLINGS}, got {image_pooling!r}"
+            )
         if text_width % text_heads:
             raise ValueError(f"text_width {text_width} is not divisible by text_heads {text_heads}")
         if isinstance(image_encoder, dict):  # from a saved config
@@ -103,7 +122,7 @@ class CLIP(keras.Model):
                 tower,
                 input_shape=tuple(image_shape),
                 include_top=False,
-                pooling="avg" if image_pooling == "avg" else None,
+                pooling=None if image_pooling == "flatten" else image_pooling,
                 name="image_encoder",
                 weights=encoder_weights,
                 **(image_encoder_args or {}),
@@ -132,6 +151,8 @@ class CLIP(keras.Model):
                 text_intermediate_dim,
                 dropout,
                 LN_EPSILON,
+                causal=text_causal,
+                activation=text_activation,
                 kernel_initializer=GPT_INIT,
                 name=f"text_block_{i}",
             )(t, padding_mask)
@@ -157,6 +178,8 @@ class CLIP(keras.Model):
         self.text_pooling = text_pooling
         self.dropout = dropout
         self.image_encoder_args = dict(image_encoder_args or {})
+        self.text_causal = text_causal
+        self.text_activation = text_activation
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Symmetric InfoNCE over the batch (targets are implied: pair i is row i)."""
@@ -209,6 +232,8 @@ class CLIP(keras.Model):
             "text_pooling": self.text_pooling,
             "dropout": self.dropout,
             "image_encoder_args": self.image_encoder_args,
+            "text_causal": self.text_causal,
+            "text_activation": self.text_activation,
         }
 
     @classmethod
@@ -245,6 +270,8 @@ def clip(
     embed_dim=None,
     text_pooling="last",
     dropout=0.0,
+    text_causal=None,
+    text_activation=None,
     encoder_weights=None,
     name=None,
 ):
@@ -265,6 +292,8 @@ def clip(
         embed_dim: shared embedding size; None: the variant's.
         text_pooling: "last" (end-of-text token) or "mean".
         dropout: text-tower dropout.
+        text_causal, text_activation: see `CLIP`; None: the variant's (OpenAI's
+            ViT-B variants: causal, "quick_gelu"; the others: False, "gelu").
         encoder_weights: the image tower's pretrained weights (see `CLIP`).
         name: model name; None: the variant.
 
@@ -277,6 +306,8 @@ def clip(
         raise ValueError(f"unknown CLIP variant {variant!r}; one of {sorted(VARIANTS)}")
     tower, pooling, side, width, layers, heads, embed, context = VARIANTS[variant]
     width = text_width or width
+    openai = variant in OPENAI_VARIANTS
+    tower_args = OPENAI_TOWER if openai and image_encoder is None else {}
     return CLIP(
         image_encoder or tower,
         tuple(image_shape or (side, side, 3)),
@@ -290,7 +321,9 @@ def clip(
         image_pooling=image_pooling or pooling,
         text_pooling=text_pooling,
         dropout=dropout,
-        image_encoder_args=image_encoder_args,
+        image_encoder_args={**tower_args, **(image_encoder_args or {})},
+        text_causal=openai if text_causal is None else text_causal,
+        text_activation=text_activation or ("quick_gelu" if openai else "gelu"),
         encoder_weights=encoder_weights,
         name=name or variant,
     )

@@ -110,7 +110,8 @@ class ModelConfig(Section):
     name: str = "lenet5"  # a `kapps models` name
     args: dict[str, Any] = {}  # extra builder keyword arguments
     # pretrained weights: "imagenet", or a path (relative to the competition folder) of a
-    # keras.applications .h5 file, a keras-hub preset folder or a kapps .keras model
+    # keras.applications .h5 file, a keras-hub preset folder or a kapps .keras model,
+    # or a keras-hub preset name (gpt2_base_en, hf://…)
     weights: str | None = None
 
 

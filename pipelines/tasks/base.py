@@ -14,6 +14,7 @@ import pandas as pd
 
 from kapps.errors import ConfigError
 from kapps.pretrained import split_head
+from kapps.pretrained.hub import is_preset_handle
 from kapps.registry import create_model, get_entry, min_input_size
 from pipelines.data import batched, decoded_images
 from pipelines.data.images import require_decoded
@@ -118,7 +119,7 @@ class Task:
                 "competition (see `kapps models`)"
             )
         weights = self.cfg.model.weights
-        if weights not in (None, "imagenet"):
+        if weights not in (None, "imagenet") and not is_preset_handle(weights):
             weights = self.cfg.competition_dir / weights  # an absolute path stays as it is
         return create_model(name, weights=weights, **{**model_args, **self.cfg.model.args})
 
