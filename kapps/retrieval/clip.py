@@ -13,12 +13,14 @@ returns the (images, texts) similarity logits of the batch. `encode_images`
 and `encode_texts` give the normalised embeddings on their own, for search and
 zero-shot classification.
 
-At the ViT-B/32 configuration (224×224 images, vocabulary 49,408, 77 tokens,
-a 512-wide 12-layer text tower, 512-d embeddings) the model has
-151,276,545 parameters, within 0.001 % of keras-hub's `CLIPBackbone` with the
-same hyper-parameters (151,277,363; tested): the ViT tower here has a bias on
-its patch projection and no pre-encoder LayerNorm, and pools its patch tokens
-rather than a class token.
+The ViT-B variants are OpenAI's CLIP (section 2.4 and its released code):
+the image tower is a ViT without patch-projection bias, with a LayerNorm
+before the encoder, QuickGELU and CLIP's pixel statistics, pooled at the
+class token; the text tower is causal with QuickGELU. At ViT-B/32 (224×224
+images, vocabulary 49,408, 77 tokens, a 512-wide 12-layer text tower, 512-d
+embeddings) the model has 151,277,313 parameters, the trainable parameters
+of keras-hub's `CLIPBackbone` with the same hyper-parameters, and loads its
+presets (`weights=`) to the same embeddings (tested).
 """
 
 import keras
