@@ -4,13 +4,14 @@
 caches it); a folder on disk is read by `from_preset` as keras-hub reads it.
 The backbone's layers map in order onto the kapps builder's: directly where
 keras-hub's layers hold the same tensors (ResNet), through a converter where
-they are grouped differently (ViT and GPT-2: keras-hub's attention keeps
-separate query, key and value projections, kapps' block one fused `qkv`).
-The 1,000-class head comes from the preset's image classifier when it has one.
-Where the preset carries an image converter, its pixel normalisation must be
-the builder's: a preset trained on other inputs is refused, not loaded.
+they are grouped differently (ViT, GPT-2 and CLIP: keras-hub's attention
+keeps separate query, key and value projections, kapps' block one fused
+`qkv`). The 1,000-class head comes from the preset's image classifier when
+it has one. Where the preset carries an image converter whose pixel
+normalisation differs from the builder's, a warning says so.
 """
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,6 @@ def is_preset_handle(weights):
 def _load(preset, with_head):
     """keras-hub's backbone of `preset`, and its classifier's output layer when asked."""
     keras_hub = _keras_hub()
-    head = None
     try:
         if with_head:  # the classifier holds the backbone too: one load, not two
             try:
@@ -50,7 +50,7 @@ def _load(preset, with_head):
                 return task.backbone, task.output_dense
             except Exception:  # a backbone-only preset: the head starts fresh
                 pass
-        return keras_hub.models.Backbone.from_preset(str(preset)), head
+        return keras_hub.models.Backbone.from_preset(str(preset)), None
     except Exception as err:  # no network, a folder that is not a preset, …
         local = Path(preset).is_dir()
         where = "read the preset folder" if local else "download keras-hub preset"
@@ -178,13 +178,19 @@ CONVERTERS = {"ViTBackbone": _vit, "GPT2Backbone": _gpt2, "CLIPBackbone": _clip}
 
 
 def _check_normalisation(preset, model):
-    """Refuse a preset whose image converter normalises pixels unlike the model."""
+    """Warn when a preset's image converter normalises pixels unlike the model.
+
+    A warning, not a refusal: the converters of published presets were written
+    by several conversion scripts, and one that only resizes says nothing.
+    """
     affine = pixel_affine(model)
     if affine is None:
         return
     try:
         converter = _keras_hub().layers.ImageConverter.from_preset(str(preset))
     except Exception:  # the preset has no image converter: nothing to compare
+        return
+    if converter.scale is None and converter.offset is None:
         return
     scale = 1.0 if converter.scale is None else converter.scale
     offset = 0.0 if converter.offset is None else converter.offset
@@ -193,9 +199,11 @@ def _check_normalisation(preset, model):
         np.broadcast_to(np.asarray(offset, "float32"), (3,)),
     )
     if not all(np.allclose(a, b, rtol=1e-3, atol=1e-4) for a, b in zip(affine, want, strict=True)):
-        raise ConfigError(
+        warnings.warn(
             f"{Path(str(preset)).name} normalises pixels as {_affine_text(*want)}, "
-            f"{model.name} as {_affine_text(*affine)}: it was trained on other inputs"
+            f"{model.name} as {_affine_text(*affine)}: were its weights trained on other "
+            "inputs?",
+            stacklevel=4,
         )
 
 
