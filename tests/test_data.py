@@ -126,6 +126,6 @@ def test_augmenter_keeps_shape_and_changes_pixels(tmp_path):
     cfg = _config(tmp_path, PIXEL, "augment.rotation=0.1", "augment.flip=horizontal")
     augment = build_augmenter(cfg.augment, seed=1)
     images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 1)).astype("float32")
-    out = np.asarray(augment(images, training=True))
+    out = np.asarray(augment(images))
     assert out.shape == images.shape and not np.allclose(out, images)
     assert build_augmenter(_config(tmp_path, PIXEL).augment, seed=1) is None

@@ -1,14 +1,28 @@
 """Random augmentation from the config, as Keras preprocessing layers.
 
 The layers run inside the tf.data map, on batches, never inside the model, so a
-saved model stays free of training-only layers.
+saved model stays free of training-only layers. They are called one by one:
+each Keras preprocessing layer switches to TensorFlow ops inside tf.data
+whatever the Keras backend, which a `keras.Sequential` of them does not.
 """
 
 import keras
 
 
+class Augmenter:
+    """Keras preprocessing layers applied in turn to a batch (or a dict of batches)."""
+
+    def __init__(self, layers):
+        self.layers = layers
+
+    def __call__(self, inputs, training=True):
+        for layer in self.layers:
+            inputs = layer(inputs, training=training)
+        return inputs
+
+
 def build_augmenter(augment, seed, bounding_box_format=None):
-    """A `keras.Sequential` of the augmentations `augment` turns on, or None.
+    """An `Augmenter` of the augmentations `augment` turns on, or None.
 
     With `bounding_box_format` the layers move boxes with the pixels
     (called on `{"images", "bounding_boxes"}` dicts).
@@ -35,7 +49,7 @@ def build_augmenter(augment, seed, bounding_box_format=None):
         layers.append(
             keras.layers.RandomContrast(augment.contrast, value_range=(0, 255), seed=seed, **boxes)
         )
-    return keras.Sequential(layers, name="augment") if layers else None
+    return Augmenter(layers) if layers else None
 
 
 FLIP_AXES = {"horizontal": 2, "vertical": 1}  # of a (batch, height, width, channels) batch

@@ -210,7 +210,7 @@ def pairs(image_set, tokens, captions_per_row, *, batch_size, shuffle=False, aug
     def features(images, batch_tokens):
         x = _features(images, batch_tokens)
         if augment is not None:
-            x["images"] = augment(x["images"], training=True)
+            x["images"] = augment(x["images"])
         return x
 
     return dataset.map(features, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)

@@ -169,7 +169,7 @@ def batched(image_set, labels=None, *, batch_size, shuffle=False, augment=None, 
         image_set: an `ImageSet`.
         labels: integer labels indexed by source row, or None for test data.
         shuffle: reshuffle every epoch (training).
-        augment: a Keras preprocessing model applied to each batch, or None.
+        augment: an `Augmenter` applied to each batch, or None.
     """
     dataset = image_set.dataset
     if labels is not None:
@@ -185,7 +185,7 @@ def batched(image_set, labels=None, *, batch_size, shuffle=False, augment=None, 
 
     def to_float(images):
         images = tf.cast(images, tf.float32)
-        return augment(images, training=True) if augment is not None else images
+        return augment(images) if augment is not None else images
 
     if labels is not None:
         dataset = dataset.map(lambda x, y: (to_float(x), y), num_parallel_calls=AUTOTUNE)

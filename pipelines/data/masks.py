@@ -319,9 +319,8 @@ def batched_pairs(pair_set, *, batch_size, shuffle=False, augment=None, seed=0):
         images = tf.cast(images, tf.float32)
         masks = tf.cast(masks[..., None], tf.float32)
         if augment is not None:
-            for layer in augment.layers:
-                out = layer({"images": images, "segmentation_masks": masks}, training=True)
-                images, masks = out["images"], out["segmentation_masks"]
+            out = augment({"images": images, "segmentation_masks": masks})
+            images, masks = out["images"], out["segmentation_masks"]
         return images, tf.cast(tf.round(masks[..., 0]), tf.int32)
 
     return dataset.map(prepare, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
