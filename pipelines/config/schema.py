@@ -29,6 +29,15 @@ FINGERPRINT_DEFAULTS = (
 )
 
 
+# Where a run trains, not what it computes: never part of its name.
+PLACEMENT_KEYS = (
+    "distribution",
+    "distribution_coordinator",
+    "distribution_processes",
+    "distribution_process_id",
+)
+
+
 class CompetitionConfig(Section):
     name: str  # folder name under run.dir
     task: Literal["classification", "segmentation", "detection", "retrieval", "text"] = (
@@ -139,6 +148,13 @@ class TrainConfig(Section):
     seed: int = 42  # seed of weights, split, shuffling and augmentation
     monitor: str | None = None  # metric that picks the best epoch; None: val_loss
     resume: bool = True  # continue an interrupted run found in the run folder
+    # none | data_parallel (every local GPU, else CPU, takes batch_size / devices of each
+    # batch) | auto (data_parallel with several accelerators); see pipelines/devices.py
+    distribution: Literal["none", "data_parallel", "auto"] = "none"
+    # several processes (JAX): host:port of process 0, how many, and this one's id
+    distribution_coordinator: str | None = None
+    distribution_processes: int | None = Field(None, ge=1)
+    distribution_process_id: int | None = Field(None, ge=0)
 
 
 class SubmissionConfig(Section):
@@ -314,7 +330,7 @@ class Config(Section):
 
     def fingerprint(self):
         """A short hash of everything that changes what a run computes."""
-        exclude = {"run": True, "tune": True, "cv": {"fold"}}
+        exclude = {"run": True, "tune": True, "cv": {"fold"}, "train": set(PLACEMENT_KEYS)}
         if self.cv.folds == 1:
             exclude["cv"] = True  # so configs from before cross-validation keep their runs
         payload = self.model_dump(mode="json", exclude=exclude)

@@ -7,6 +7,7 @@ whatever the Keras backend, which a `keras.Sequential` of them does not.
 """
 
 import keras
+import numpy as np
 
 
 class Augmenter:
@@ -58,10 +59,12 @@ FLIP_AXES = {"horizontal": 2, "vertical": 1}  # of a (batch, height, width, chan
 def tta_views(images, flips):
     """The views test-time augmentation averages: the images, then each flip.
 
-    Yields `(view, undo)`: `undo` maps a per-pixel prediction of the view back
-    to the original orientation (a per-image prediction needs no undo).
+    Yields `(view, undo)` as NumPy arrays, which every Keras backend takes:
+    `undo` maps a per-pixel prediction (NumPy) of the view back to the
+    original orientation (a per-image prediction needs no undo).
     """
+    images = np.asarray(images)
     yield images, lambda prediction: prediction
     for flip in flips:
         axis = FLIP_AXES[flip]
-        yield keras.ops.flip(images, axis=axis), lambda p, a=axis: keras.ops.flip(p, axis=a)
+        yield np.flip(images, axis=axis), lambda p, a=axis: np.flip(p, axis=a)

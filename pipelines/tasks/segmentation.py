@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 from scipy import ndimage
+from scipy.special import softmax
 
 from kapps.errors import ConfigError
 from kapps.segmentation import rle
@@ -166,10 +167,10 @@ class SegmentationTask(Task):
             else []
         )
         probs = [
-            undo(tf.nn.softmax(model(view, training=False), axis=-1))
+            undo(softmax(keras.ops.convert_to_numpy(model(view, training=False)), axis=-1))
             for view, undo in tta_views(images, flips)
         ]
-        return tf.add_n(probs) / len(probs)
+        return tf.convert_to_tensor(np.mean(probs, axis=0, dtype="float32"))
 
     def labels(self, probs):
         """Class ids from probabilities; binary tasks use `submission.threshold`."""
