@@ -2,6 +2,7 @@
 
 import contextlib
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -133,6 +134,9 @@ def train(cfg, log=print, *, run_dir=None, callbacks=(), verbose=2):
         The run folder's metrics.json content as a dict, with `run_dir` added.
     """
     place = placement(cfg.train)  # joins the other processes before anything runs
+    if not place.writes:  # its own backups, to resume with process 0; not the run folder
+        run_dir = Path(run_dir or cfg.run_dir())
+        run_dir = run_dir.with_name(f".{run_dir.name}.process-{place.process_id}")
     cfg, task, run, notes = resolve_run(cfg, run_dir)
     with run.lock():
         if not cfg.train.resume:

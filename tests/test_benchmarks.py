@@ -106,7 +106,7 @@ def test_run_all_quick_writes_a_table(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-3000:]
     text = out.read_text()
-    assert text.count("### ") == 6 and "failed" not in text
+    assert text.count("### ") == len(SCRIPTS) and "failed" not in text
     assert "| figure | measured | goal | met |" in text
 
 
@@ -136,3 +136,12 @@ def test_pruning_benchmark_runs_at_tiny_size():
     assert len(rows) == 2 + 2
     assert len(figures) == 2
     assert 0 < float(figures[0].value.split()[0]) <= 1
+
+
+@pytest.mark.slow
+def test_backends_benchmark_runs_at_tiny_size():
+    from benchmarks.backends import main
+
+    rows, figures = main(SCRIPTS["backends"][1])
+    assert len(rows) == 2 + 1 and len(figures) == 1
+    assert float(figures[0].value) > 0
