@@ -1,4 +1,4 @@
-"""Where a run trains: its devices, data parallelism over them, and several processes.
+"""Where a run trains: its devices, and data parallelism over them.
 
 `train.distribution`:
 - `none`: Keras' default device (the first GPU, else the CPU);
@@ -10,16 +10,11 @@
   torch backend has no data parallelism of its own);
 - `auto`: `data_parallel` when there are several accelerators, else `none`.
 
-Several machines (JAX only): one process per machine, each started with the
-same command plus `train.distribution_process_id`, joined through JAX's
-distributed runtime at `train.distribution_coordinator` (host:port of
-process 0) with `train.distribution_processes` processes; JAX's own
-environment variables are read when the keys are unset. The devices of all
-processes form one data-parallel mesh; each process reads its shard of every
-global batch. Only process 0 writes the run folder.
+Several machines are not supported yet: Keras shards each global batch
+over the processes only when every batch has a static size that splits
+evenly, and the validation and test sets end in a partial batch.
 """
 
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -27,31 +22,21 @@ import keras
 
 from kapps.errors import ConfigError
 
-CONNECT_SECONDS = 60  # how long a process waits for the others to join
-
 
 @dataclass(frozen=True)
 class Placement:
-    """The devices a run uses and this process's place among the processes."""
+    """The devices a run uses, and whether it spreads each batch over them."""
 
     devices: tuple = ()
-    process_id: int = 0
-    processes: int = 1
     data_parallel: bool = False
-
-    @property
-    def writes(self):
-        """Only the first process writes the run folder, checkpoints and submission."""
-        return self.process_id == 0
 
     def describe(self, batch_size):
         where = ", ".join(self.devices) or "the default device"
         if not self.data_parallel:
             return f"devices: {where}"
         per = batch_size // len(self.devices)
-        processes = f", {self.processes} processes" if self.processes > 1 else ""
         return (
-            f"devices: {where} (data parallel{processes}; global batch {batch_size} = "
+            f"devices: {where} (data parallel; global batch {batch_size} = "
             f"{len(self.devices)} × {per})"
         )
 
@@ -73,7 +58,7 @@ def _accelerators():
     return []
 
 
-def _local_devices():
+def _devices():
     """Names of the devices data parallelism spreads over: the accelerators, else the CPUs."""
     backend = keras.backend.backend()
     if backend == "jax":
@@ -90,70 +75,41 @@ def _local_devices():
     return ()
 
 
-def _join_processes(train):
-    """Start JAX's distributed runtime when several processes are asked for."""
-    coordinator = train.distribution_coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
-    processes = train.distribution_processes or int(os.environ.get("JAX_NUM_PROCESSES", 0) or 0)
-    if not coordinator and processes <= 1:
-        return 0, 1
-    if keras.backend.backend() != "jax":
-        raise ConfigError(
-            "several processes need the JAX backend (KERAS_BACKEND=jax): Keras' "
-            "multi-process training runs on JAX's distributed runtime"
-        )
-    process_id = train.distribution_process_id
-    if process_id is None:
-        process_id = int(os.environ.get("JAX_PROCESS_ID", -1))
-    if not coordinator or processes < 2 or not 0 <= process_id < processes:
-        raise ConfigError(
-            "several processes need train.distribution_coordinator (host:port of process 0), "
-            "train.distribution_processes (≥ 2) and train.distribution_process_id in "
-            f"0…{max(processes, 2) - 1}; got {coordinator!r}, {processes}, {process_id}"
-        )
-    import jax
-
-    if not jax.distributed.is_initialized():
-        if all(d.platform == "cpu" for d in jax.devices(backend="cpu")):
-            jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        try:
-            jax.distributed.initialize(
-                coordinator,
-                num_processes=processes,
-                process_id=process_id,
-                initialization_timeout=CONNECT_SECONDS,
-            )
-        except Exception as err:  # unreachable coordinator, a process id already taken, …
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ConfigError(
-                f"process {process_id} could not join {processes} processes at "
-                f"{coordinator} within {CONNECT_SECONDS} s ({first})"
-            ) from None
-    return process_id, processes
-
-
 def placement(train):
-    """The `Placement` that `train.distribution*` asks for, joining other processes first."""
-    process_id, processes = _join_processes(train)
+    """The `Placement` that `train.distribution` asks for."""
     mode = train.distribution
     if mode == "auto":
-        mode = "data_parallel" if len(_accelerators()) > 1 or processes > 1 else "none"
-    if mode == "none" and processes > 1:
-        mode = "data_parallel"
+        mode = "data_parallel" if len(_accelerators()) > 1 else "none"
     if mode == "none":
-        return Placement(_local_devices()[:1], process_id, processes)
+        return Placement(_devices()[:1])
     backend = keras.backend.backend()
     if backend not in ("jax", "tensorflow"):
         raise ConfigError(
             f"train.distribution=data_parallel needs the JAX or TensorFlow backend, "
             f"not {backend} (KERAS_BACKEND=jax)"
         )
-    devices = _local_devices()
+    devices = _devices()
     if train.batch_size % len(devices):
         raise ConfigError(
             f"train.batch_size {train.batch_size} does not split over {len(devices)} devices: "
             f"use a multiple of {len(devices)}"
         )
-    return Placement(devices, process_id, processes, data_parallel=True)
+    return Placement(devices, data_parallel=True)
+
+
+def check_batches_split(place, count, what):
+    """Every batch of a set of `count` examples must split over the devices.
+
+    Training batches drop their remainder; a validation set keeps every
+    example, so its last batch must split too. The batch size is a multiple
+    of the devices, so that last batch splits exactly when `count` does.
+    """
+    devices = len(place.devices)
+    if place.data_parallel and count % devices:
+        raise ConfigError(
+            f"the {what} set of {count} does not split over {devices} devices: its last batch "
+            f"would not; change its size (data.val_fraction) to a multiple of {devices}"
+        )
 
 
 @contextmanager

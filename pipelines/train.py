@@ -2,7 +2,6 @@
 
 import contextlib
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -10,7 +9,7 @@ import pandas as pd
 
 from kapps.errors import KappsError
 from pipelines.data.batching import steps_per_epoch
-from pipelines.devices import distributed, placement
+from pipelines.devices import check_batches_split, distributed, placement
 from pipelines.finetune import set_frozen, unfreeze_saved, with_backbone_lr
 from pipelines.plots import plot_curves
 from pipelines.runs import RunFolder, read_json, update_json, write_text
@@ -133,10 +132,7 @@ def train(cfg, log=print, *, run_dir=None, callbacks=(), verbose=2):
     Returns:
         The run folder's metrics.json content as a dict, with `run_dir` added.
     """
-    place = placement(cfg.train)  # joins the other processes before anything runs
-    if not place.writes:  # its own backups, to resume with process 0; not the run folder
-        run_dir = Path(run_dir or cfg.run_dir())
-        run_dir = run_dir.with_name(f".{run_dir.name}.process-{place.process_id}")
+    place = placement(cfg.train)
     cfg, task, run, notes = resolve_run(cfg, run_dir)
     with run.lock():
         if not cfg.train.resume:
@@ -146,18 +142,19 @@ def train(cfg, log=print, *, run_dir=None, callbacks=(), verbose=2):
         keras.utils.set_random_seed(cfg.train.seed)
         with precision_policy(cfg.train.mixed_precision):
             data = task.training_data(run)  # outside the distribution: the same batches
+            check_batches_split(place, data.val_size, "validation")
             for note in notes + data.notes:
                 log(note)
             for path in data.skipped:
                 log(f"[yellow]skipped unreadable training image: {path}[/]")
             monitor, mode = task.monitor()
-            with distributed(place):
-                if read_json(run.state, {}).get("finished"):
-                    log(f"{run} already finished training; train.resume=false retrains it")
-                else:
+            if read_json(run.state, {}).get("finished"):
+                log(f"{run} already finished training; train.resume=false retrains it")
+            else:
+                with distributed(place):
                     _fit(cfg, task, data, run, monitor, mode, log, callbacks, verbose)
-                model = keras.saving.load_model(run.best_model)
-                evaluation = task.evaluate(model, data, run)
+            model = keras.saving.load_model(run.best_model)  # one device: any set size
+            evaluation = task.evaluate(model, data, run)
             if cfg.cv.fold is not None and evaluation.oof is not None:
                 write_text(run.oof, evaluation.oof.to_csv(index=False))
         plot_curves(run.history, run.plot("curves"))

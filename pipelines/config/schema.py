@@ -30,12 +30,7 @@ FINGERPRINT_DEFAULTS = (
 
 
 # Where a run trains, not what it computes: never part of its name.
-PLACEMENT_KEYS = (
-    "distribution",
-    "distribution_coordinator",
-    "distribution_processes",
-    "distribution_process_id",
-)
+PLACEMENT_KEYS = ("distribution",)
 
 
 class CompetitionConfig(Section):
@@ -151,10 +146,6 @@ class TrainConfig(Section):
     # none | data_parallel (every local GPU, else CPU, takes batch_size / devices of each
     # batch) | auto (data_parallel with several accelerators); see pipelines/devices.py
     distribution: Literal["none", "data_parallel", "auto"] = "none"
-    # several processes (JAX): host:port of process 0, how many, and this one's id
-    distribution_coordinator: str | None = None
-    distribution_processes: int | None = Field(None, ge=1)
-    distribution_process_id: int | None = Field(None, ge=0)
 
 
 class SubmissionConfig(Section):
