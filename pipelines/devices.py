@@ -31,7 +31,9 @@ class Placement:
     data_parallel: bool = False
 
     def describe(self, batch_size):
-        where = ", ".join(self.devices) or "the default device"
+        # TensorFlow's "/device:CPU:0" as JAX's "cpu:0"
+        where = ", ".join(d.rsplit("device:", 1)[-1].lower() for d in self.devices)
+        where = where or "the default device"
         if not self.data_parallel:
             return f"devices: {where}"
         per = batch_size // len(self.devices)
