@@ -103,11 +103,13 @@ def check_batches_split(place, count, what):
     """Every batch of a set of `count` examples must split over the devices.
 
     Training batches drop their remainder; a validation set keeps every
-    example, so its last batch must split too. The batch size is a multiple
-    of the devices, so that last batch splits exactly when `count` does.
+    example, so under JAX its last batch must split too (TensorFlow's
+    MirroredStrategy splits a partial batch unevenly). The batch size is a
+    multiple of the devices, so that last batch splits exactly when `count` does.
     """
     devices = len(place.devices)
-    if place.data_parallel and count % devices:
+    jax = keras.backend.backend() == "jax"
+    if place.data_parallel and jax and count % devices:
         raise ConfigError(
             f"the {what} set of {count} does not split over {devices} devices: its last batch "
             f"would not; change its size (data.val_fraction) to a multiple of {devices}"
