@@ -173,3 +173,45 @@ def test_a_placement_that_cannot_work_is_one_line(digits, workdir, overrides, me
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
     assert not list((workdir / "runs").glob("*/*/best.keras"))  # refused before training
+
+
+COMMANDS = """
+import sys
+from pathlib import Path
+import keras
+from typer.testing import CliRunner
+from pipelines.cli import app
+
+assert keras.backend.backend() == "jax"
+folder, quick = sys.argv[1], sys.argv[2:]
+
+
+def kapps(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, (args, result.output[-3000:])
+    return result.output
+
+
+kapps("run", folder, *quick, "cv.folds=2")
+kapps("run", folder, *quick, "train.seed=7")
+first, second = sorted(Path("runs/digits").glob("lenet5-*"))
+kapps("predict", first)
+kapps("ensemble", first, second)
+kapps("tune", folder, "--trials", "2", *quick)
+print("all commands ran")
+"""
+
+
+@pytest.mark.slow
+def test_cv_predict_ensemble_and_tune_run_under_jax(digits, workdir):
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", COMMANDS, str(digits), *ONE_EPOCH],
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "all commands ran" in done.stdout
