@@ -94,8 +94,10 @@ def user_errors(command):
         try:
             return command(*args, **kwargs)
         except KappsError as err:
+            from pipelines.devices import exit_process
+
             errors.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-            sys.exit(2)
+            exit_process(2)
 
     return wrapper
 
@@ -108,6 +110,17 @@ def _config(competition, overrides, override_files):
 
 def _log(message):
     console.print(message, highlight=False)
+
+
+def _followed(metrics):
+    """Whether this process helped process 0 train; then it says so, and process 0 goes on."""
+    if "process" not in metrics:
+        return False
+    _log(
+        f"process {metrics['process']} finished training; process 0 writes "
+        f"{metrics['run_dir']} and its submission"
+    )
+    return True
 
 
 @app.command()
@@ -139,6 +152,8 @@ def train(competition: Competition, overrides: Overrides = None, override: Overr
     from pipelines.cv import train_folds_or_one
 
     metrics = train_folds_or_one(_config(competition, overrides, override), log=_log)
+    if _followed(metrics):
+        return
     console.print(summary_table(metrics, "training"))
 
 
@@ -197,6 +212,8 @@ def run(competition: Competition, overrides: Overrides = None, override: Overrid
     cfg = _config(competition, overrides, override)
     prepare_data(cfg, log=_log)
     metrics = train_folds_or_one(cfg, log=_log)
+    if _followed(metrics):
+        return
     metrics.update(predict_run(metrics["run_dir"], log=_log))
     title = f"{cfg.competition.name}: finished in {time.perf_counter() - start:.0f} s"
     console.print(summary_table(metrics, title))

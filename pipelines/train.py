@@ -1,15 +1,16 @@
 """Task-neutral training: `model.fit` with checkpoints, resume, schedule and seeds."""
 
 import contextlib
+import tempfile
 import time
 
 import keras
 import numpy as np
 import pandas as pd
 
-from kapps.errors import KappsError
+from kapps.errors import ConfigError, KappsError
 from pipelines.data.batching import steps_per_epoch
-from pipelines.devices import check_batches_split, distributed, placement
+from pipelines.devices import FromProcessZero, cluster, distributed, placement, ready_for
 from pipelines.finetune import set_frozen, unfreeze_saved, with_backbone_lr
 from pipelines.plots import plot_curves
 from pipelines.runs import RunFolder, read_json, update_json, write_text
@@ -75,7 +76,7 @@ def _resume_point(run, monitor, mode):
     return epoch, best
 
 
-def _callbacks(cfg, run, monitor, mode, best_so_far, extra=()):
+def _callbacks(cfg, run, monitor, mode, best_so_far, extra, place):
     callbacks = [keras.callbacks.TerminateOnNaN()]
     if cfg.train.ema:
         # Validate and checkpoint the averaged weights, train the raw ones.
@@ -89,6 +90,7 @@ def _callbacks(cfg, run, monitor, mode, best_so_far, extra=()):
             initial_value_threshold=best_so_far,
         ),
         keras.callbacks.BackupAndRestore(run.backup, delete_checkpoint=False),
+        *([FromProcessZero()] if place.processes > 1 else []),
         keras.callbacks.CSVLogger(run.history, append=True),
     ]
     if cfg.train.patience:
@@ -130,10 +132,22 @@ def train(cfg, log=print, *, run_dir=None, callbacks=(), verbose=2):
         verbose: `model.fit` verbosity.
 
     Returns:
-        The run folder's metrics.json content as a dict, with `run_dir` added.
+        The run folder's metrics.json content as a dict, with `run_dir` added;
+        in a process other than 0 of several, only `run_dir` and `process`.
     """
+    if cfg.cv.fold is not None and cluster(cfg.train)[1] > 1:
+        raise ConfigError("several processes train one run: set cv.folds=0, or use one process")
     place = placement(cfg.train)
     cfg, task, run, notes = resolve_run(cfg, run_dir)
+    if place.process:  # the same steps, written into a scratch folder: process 0 writes the run
+        with tempfile.TemporaryDirectory(prefix="kapps-process-") as scratch, place.watch():
+            _train(cfg, task, RunFolder(scratch), notes, place, log, callbacks, verbose)
+        return {"run_dir": str(run.path), "process": place.process}
+    with place.watch():
+        return _train(cfg, task, run, notes, place, log, callbacks, verbose)
+
+
+def _train(cfg, task, run, notes, place, log, callbacks, verbose):
     with run.lock():
         if not cfg.train.resume:
             run.reset()
@@ -142,17 +156,21 @@ def train(cfg, log=print, *, run_dir=None, callbacks=(), verbose=2):
         keras.utils.set_random_seed(cfg.train.seed)
         with precision_policy(cfg.train.mixed_precision):
             data = task.training_data(run)  # outside the distribution: the same batches
-            check_batches_split(place, data.val_size, "validation")
+            data = ready_for(place, data, cfg.train.batch_size)
             for note in notes + data.notes:
                 log(note)
             for path in data.skipped:
                 log(f"[yellow]skipped unreadable training image: {path}[/]")
             monitor, mode = task.monitor()
-            if read_json(run.state, {}).get("finished"):
+            [finished] = place.agree([bool(read_json(run.state, {}).get("finished"))])
+            if finished:
                 log(f"{run} already finished training; train.resume=false retrains it")
             else:
                 with distributed(place):
-                    _fit(cfg, task, data, run, monitor, mode, log, callbacks, verbose)
+                    _fit(cfg, task, data, run, monitor, mode, log, callbacks, verbose, place)
+            place.leave()
+            if place.process:
+                return None
             model = keras.saving.load_model(run.best_model)  # one device: any set size
             evaluation = task.evaluate(model, data, run)
             if cfg.cv.fold is not None and evaluation.oof is not None:
@@ -183,7 +201,7 @@ def _record_metrics(run, cfg, task, data, model, evaluation, monitor, mode):
     )
 
 
-def _fit(cfg, task, data, run, monitor, mode, log, extra_callbacks=(), verbose=2):
+def _fit(cfg, task, data, run, monitor, mode, log, extra_callbacks, verbose, place):
     steps = steps_per_epoch(data.train_size, cfg.train.batch_size)
     model = task.build_model(data.model_args)
     pretrained = task.pretrained_layers(model) if cfg.model.weights else []
@@ -198,6 +216,11 @@ def _fit(cfg, task, data, run, monitor, mode, log, extra_callbacks=(), verbose=2
     optimizer.build(model.trainable_variables)
     jit = "auto" if cfg.train.jit_compile is None else cfg.train.jit_compile
     initial_epoch, best_so_far = _resume_point(run, monitor, mode)
+    # Every process must take the same phases and save at the same epochs (saving is collective).
+    initial_epoch, best_so_far = place.agree(
+        [initial_epoch, np.nan if best_so_far is None else best_so_far]
+    )
+    initial_epoch, best_so_far = int(initial_epoch), None if np.isnan(best_so_far) else best_so_far
     if initial_epoch:
         log(f"resuming {run} from epoch {initial_epoch + 1}")
     phases = [(cfg.train.epochs, False)]  # (last epoch, pretrained layers frozen)
@@ -207,7 +230,7 @@ def _fit(cfg, task, data, run, monitor, mode, log, extra_callbacks=(), verbose=2
     elif pretrained and initial_epoch < cfg.train.freeze_epochs:
         phases.insert(0, (cfg.train.freeze_epochs, True))
         log(f"epochs 1–{cfg.train.freeze_epochs} train the new head, the pretrained layers frozen")
-    callbacks = _callbacks(cfg, run, monitor, mode, best_so_far, extra_callbacks)
+    callbacks = _callbacks(cfg, run, monitor, mode, best_so_far, extra_callbacks, place)
     state = read_json(run.state, {})
     start, losses = time.perf_counter(), []
     for epochs, frozen in phases:

@@ -30,7 +30,13 @@ FINGERPRINT_DEFAULTS = (
 
 
 # Where a run trains, not what it computes: never part of its name.
-PLACEMENT_KEYS = ("distribution",)
+PLACEMENT_KEYS = (
+    "distribution",
+    "distribution_coordinator",
+    "distribution_processes",
+    "distribution_process_id",
+    "distribution_timeout",
+)
 
 
 class CompetitionConfig(Section):
@@ -146,6 +152,12 @@ class TrainConfig(Section):
     # none | data_parallel (every local GPU, else CPU, takes batch_size / devices of each
     # batch) | auto (data_parallel with several accelerators); see pipelines/devices.py
     distribution: Literal["none", "data_parallel", "auto"] = "none"
+    # Several processes (one per machine, JAX): process 0's host:port, how many processes,
+    # this one's id; None: Keras' KERAS_DISTRIBUTION_* (or JAX_COORDINATOR_ADDRESS) variables
+    distribution_coordinator: str | None = None
+    distribution_processes: int | None = Field(None, ge=1)
+    distribution_process_id: int | None = Field(None, ge=0)
+    distribution_timeout: float = Field(300.0, gt=0)  # seconds to wait for the other processes
 
 
 class SubmissionConfig(Section):
