@@ -15,17 +15,19 @@ distributed runtime (`jax.distributed.initialize`) from the
 `train.distribution_*` keys or Keras' `KERAS_DISTRIBUTION_*` variables. Keras
 gives each process its share of every global batch; each process builds the
 same batches (same seed), so the shares are disjoint. Every process runs the
-same callbacks, since saving a distributed model is a collective step; the
-others write theirs into a scratch folder, so only process 0 writes the run
-folder. At the start of each `fit`, every process takes process 0's weights,
-optimiser state and epoch (`FromProcessZero`): a resumed run goes on from
-process 0's backup. Then the processes part (`leave`) and process 0 alone
+same steps and callbacks, since creating, loading and saving distributed
+weights are collective steps; the others write into a scratch folder, so only
+process 0 writes the run folder. They start from a copy of process 0's backup
+and history (`share`): a resumed run goes on from process 0's last finished
+epoch everywhere. Then the processes part (`leave`) and process 0 alone
 evaluates, predicts and writes the submission on its own devices.
 """
 
+import io
 import os
 import socket
 import sys
+import tarfile
 import time
 import warnings
 from contextlib import contextmanager
@@ -67,14 +69,31 @@ class Placement:
             f"{len(self.devices)} × {per})"
         )
 
-    def agree(self, values):
-        """Process 0's `values` (a list of numbers), on every process."""
+    def share(self, folder, paths):
+        """Copy process 0's `paths` (files or folders in `folder`) into every process's `folder`.
+
+        A process starting from what process 0 has (its backup, its history)
+        takes the same steps, and restores the same weights.
+        """
         if self.processes == 1:
-            return values
+            return
         from jax.experimental import multihost_utils
 
-        agreed = multihost_utils.broadcast_one_to_all(np.asarray(values, dtype=np.float32))
-        return [float(v) for v in np.asarray(agreed)]
+        payload = np.zeros(0, dtype=np.uint8)
+        if self.process == 0:
+            buffer = io.BytesIO()
+            with tarfile.open(fileobj=buffer, mode="w") as tar:
+                for path in paths:
+                    if path.exists():
+                        tar.add(path, arcname=str(path.relative_to(folder)))
+            payload = np.frombuffer(buffer.getvalue(), dtype=np.uint8)
+        size = int(multihost_utils.broadcast_one_to_all(np.int32(payload.size)))
+        if self.process:
+            payload = np.zeros(size, dtype=np.uint8)
+        payload = np.asarray(multihost_utils.broadcast_one_to_all(payload))
+        if self.process:
+            with tarfile.open(fileobj=io.BytesIO(payload.tobytes())) as tar:
+                tar.extractall(folder, filter="data")
 
     @contextmanager
     def watch(self):
@@ -290,28 +309,6 @@ def ready_for(place, data, batch_size):
     per, most = count // devices, max(1, batch_size // devices)
     share = max(d for d in range(1, min(per, most) + 1) if per % d == 0)
     return replace(data, val=data.val.rebatch(share * devices, drop_remainder=True))
-
-
-class FromProcessZero(keras.callbacks.Callback):
-    """At the start of each `fit`, every process takes process 0's weights, optimiser and epoch.
-
-    Put after `BackupAndRestore`: process 0 may just have restored a backup
-    that the other processes do not have.
-    """
-
-    def on_train_begin(self, logs=None):
-        from jax.experimental import multihost_utils
-
-        model = self.model
-        variables = list(model.variables)
-        if model.optimizer is not None:
-            variables += list(model.optimizer.variables)
-        local = [np.asarray(v.value.addressable_data(0)) for v in variables]
-        epoch = np.asarray(int(model._initial_epoch or 0), dtype=np.int32)
-        values, epoch = multihost_utils.broadcast_one_to_all((local, epoch))
-        for variable, value in zip(variables, values, strict=True):
-            variable.assign(np.asarray(value))
-        model._initial_epoch = int(epoch) or None
 
 
 @contextmanager

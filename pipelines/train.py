@@ -10,7 +10,7 @@ import pandas as pd
 
 from kapps.errors import ConfigError, KappsError
 from pipelines.data.batching import steps_per_epoch
-from pipelines.devices import FromProcessZero, cluster, distributed, placement, ready_for
+from pipelines.devices import cluster, distributed, placement, ready_for
 from pipelines.finetune import set_frozen, unfreeze_saved, with_backbone_lr
 from pipelines.plots import plot_curves
 from pipelines.runs import RunFolder, read_json, update_json, write_text
@@ -76,7 +76,7 @@ def _resume_point(run, monitor, mode):
     return epoch, best
 
 
-def _callbacks(cfg, run, monitor, mode, best_so_far, extra, place):
+def _callbacks(cfg, run, monitor, mode, best_so_far, extra):
     callbacks = [keras.callbacks.TerminateOnNaN()]
     if cfg.train.ema:
         # Validate and checkpoint the averaged weights, train the raw ones.
@@ -90,7 +90,6 @@ def _callbacks(cfg, run, monitor, mode, best_so_far, extra, place):
             initial_value_threshold=best_so_far,
         ),
         keras.callbacks.BackupAndRestore(run.backup, delete_checkpoint=False),
-        *([FromProcessZero()] if place.processes > 1 else []),
         keras.callbacks.CSVLogger(run.history, append=True),
     ]
     if cfg.train.patience:
@@ -152,6 +151,7 @@ def _train(cfg, task, run, notes, place, log, callbacks, verbose):
         if not cfg.train.resume:
             run.reset()
         write_text(run.config, cfg.to_yaml())
+        place.share(run.path, [run.backup, run.history, run.state])  # every process resumes alike
         log(place.describe(cfg.train.batch_size))
         keras.utils.set_random_seed(cfg.train.seed)
         with precision_policy(cfg.train.mixed_precision):
@@ -162,12 +162,11 @@ def _train(cfg, task, run, notes, place, log, callbacks, verbose):
             for path in data.skipped:
                 log(f"[yellow]skipped unreadable training image: {path}[/]")
             monitor, mode = task.monitor()
-            [finished] = place.agree([bool(read_json(run.state, {}).get("finished"))])
-            if finished:
+            if read_json(run.state, {}).get("finished"):
                 log(f"{run} already finished training; train.resume=false retrains it")
             else:
                 with distributed(place):
-                    _fit(cfg, task, data, run, monitor, mode, log, callbacks, verbose, place)
+                    _fit(cfg, task, data, run, monitor, mode, log, callbacks, verbose)
             place.leave()
             if place.process:
                 return None
@@ -201,7 +200,7 @@ def _record_metrics(run, cfg, task, data, model, evaluation, monitor, mode):
     )
 
 
-def _fit(cfg, task, data, run, monitor, mode, log, extra_callbacks, verbose, place):
+def _fit(cfg, task, data, run, monitor, mode, log, extra_callbacks, verbose):
     steps = steps_per_epoch(data.train_size, cfg.train.batch_size)
     model = task.build_model(data.model_args)
     pretrained = task.pretrained_layers(model) if cfg.model.weights else []
@@ -216,11 +215,6 @@ def _fit(cfg, task, data, run, monitor, mode, log, extra_callbacks, verbose, pla
     optimizer.build(model.trainable_variables)
     jit = "auto" if cfg.train.jit_compile is None else cfg.train.jit_compile
     initial_epoch, best_so_far = _resume_point(run, monitor, mode)
-    # Every process must take the same phases and save at the same epochs (saving is collective).
-    initial_epoch, best_so_far = place.agree(
-        [initial_epoch, np.nan if best_so_far is None else best_so_far]
-    )
-    initial_epoch, best_so_far = int(initial_epoch), None if np.isnan(best_so_far) else best_so_far
     if initial_epoch:
         log(f"resuming {run} from epoch {initial_epoch + 1}")
     phases = [(cfg.train.epochs, False)]  # (last epoch, pretrained layers frozen)
@@ -230,7 +224,7 @@ def _fit(cfg, task, data, run, monitor, mode, log, extra_callbacks, verbose, pla
     elif pretrained and initial_epoch < cfg.train.freeze_epochs:
         phases.insert(0, (cfg.train.freeze_epochs, True))
         log(f"epochs 1–{cfg.train.freeze_epochs} train the new head, the pretrained layers frozen")
-    callbacks = _callbacks(cfg, run, monitor, mode, best_so_far, extra_callbacks, place)
+    callbacks = _callbacks(cfg, run, monitor, mode, best_so_far, extra_callbacks)
     state = read_json(run.state, {})
     start, losses = time.perf_counter(), []
     for epochs, frozen in phases:
