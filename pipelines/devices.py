@@ -241,6 +241,7 @@ def _join(coordinator, processes, process, timeout):
     host, port = _address(coordinator)
     if process == 0:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as JAX's server does
             try:
                 probe.bind(("", port))
             except OSError as err:

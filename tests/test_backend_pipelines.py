@@ -164,8 +164,27 @@ def test_data_parallel_on_two_devices_trains_as_one_device(digits, workdir):
             ["train.distribution=data_parallel", "data.val_fraction=0.0995"],
             "the validation set of 143 does not split over 2 devices",
         ),
+        (
+            [
+                "train.distribution=data_parallel",
+                "train.distribution_processes=2",
+                "train.distribution_process_id=2",
+                "train.distribution_coordinator=127.0.0.1:1",
+            ],
+            "train.distribution_process_id 2 is out of range for 2 processes",
+        ),
+        (
+            [
+                "train.distribution=data_parallel",
+                "train.distribution_processes=2",
+                "train.distribution_process_id=1",
+                "train.distribution_coordinator=127.0.0.1:9",  # discard: nothing listens
+                "train.distribution_timeout=2",
+            ],
+            "cannot reach the coordinator 127.0.0.1:9 within 2 s",
+        ),
     ],
-    ids=["batch", "validation"],
+    ids=["batch", "validation", "process-id", "coordinator"],
 )
 def test_a_placement_that_cannot_work_is_one_line(digits, workdir, overrides, message):
     done = kapps_under_jax("train", digits, *overrides, devices=2, cwd=workdir)
