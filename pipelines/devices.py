@@ -153,6 +153,10 @@ def _devices():
 
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tuple(d.name for d in devices)
+    if backend == "torch":
+        import torch
+
+        return tuple(f"cuda:{i}" for i in range(torch.cuda.device_count())) or ("cpu:0",)
     return ()
 
 

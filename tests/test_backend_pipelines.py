@@ -1,6 +1,6 @@
-"""Every generated competition runs end to end under JAX, and trains data-parallel there.
+"""Every generated competition runs end to end under JAX (and torch), and data-parallel.
 
-Each command runs in a fresh interpreter with KERAS_BACKEND=jax (the backend
+Each command runs in a fresh interpreter with KERAS_BACKEND set (the backend
 is chosen once per process); tf.data stays the input pipeline. The data are
 generated here, tiny, and the models are the families' CPU-sized ones, one
 epoch each. Two simulated CPU devices
@@ -21,12 +21,13 @@ import pytest
 from tests.conftest import FAST, REPO, prepare_module
 
 SCRIPT = """
+import os
 import sys
 import keras
 from typer.testing import CliRunner
 from pipelines.cli import app
 
-assert keras.backend.backend() == "jax", keras.backend.backend()
+assert keras.backend.backend() == os.environ["KERAS_BACKEND"], keras.backend.backend()
 result = CliRunner().invoke(app, sys.argv[1:])
 print(result.output)
 print(result.stderr, file=sys.stderr)
@@ -35,9 +36,9 @@ sys.exit(result.exit_code)
 ONE_EPOCH = [*FAST, "train.epochs=1"]
 
 
-def kapps_under_jax(*args, devices=1, cwd):
-    """`kapps ARGS` in a fresh JAX process; returns the CompletedProcess."""
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO)}
+def kapps_under_jax(*args, devices=1, cwd, backend="jax"):
+    """`kapps ARGS` in a fresh JAX (or `backend`) process; returns the CompletedProcess."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(REPO)}
     if devices > 1:
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     return subprocess.run(
@@ -106,6 +107,20 @@ def test_every_generated_competition_runs_under_jax(workdir, slug):
     shutil.copytree(REPO / "competitions" / slug, folder, ignore=shutil.ignore_patterns("data"))
     overrides = FAMILIES[slug](folder)
     done = kapps_under_jax("run", folder, *ONE_EPOCH, *overrides, cwd=workdir)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "devices: cpu:0" in done.stdout
+    run = next((workdir / "runs" / slug).iterdir())
+    assert (run / "submission.csv").is_file() and (run / "best.keras").is_file()
+    assert json.loads((run / "metrics.json").read_text())["validation"]
+
+
+@pytest.mark.parametrize("slug", ["digits", "shapes-seg"])
+def test_classification_and_segmentation_run_under_torch(workdir, slug):
+    pytest.importorskip("torch", reason="the torch backend needs torch (pip install torch)")
+    folder = workdir / "competitions" / slug
+    shutil.copytree(REPO / "competitions" / slug, folder, ignore=shutil.ignore_patterns("data"))
+    overrides = FAMILIES[slug](folder)
+    done = kapps_under_jax("run", folder, *ONE_EPOCH, *overrides, cwd=workdir, backend="torch")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "devices: cpu:0" in done.stdout
     run = next((workdir / "runs" / slug).iterdir())
