@@ -269,6 +269,8 @@ def tune(
     worker_index: Annotated[int | None, typer.Option(hidden=True)] = None,
 ):
     """Tune the competition with Optuna over its tune.space; writes best.yaml for --override."""
+    from kapps.errors import ConfigError
+    from pipelines.devices import cluster
     from pipelines.prepare import prepare as prepare_data
     from pipelines.tune import open_study, optimize, report, run_workers
 
@@ -282,6 +284,11 @@ def tune(
     settings = [f"tune.{k}={v}" for k, v in sugar.items() if v is not None]
     all_overrides = [*(overrides or ()), *settings]
     cfg = _config(competition, all_overrides, override)
+    if cluster(cfg.train)[1] > 1:
+        raise ConfigError(
+            "kapps tune runs one process per trial (--workers for several); "
+            "several processes train one run with kapps run or kapps train"
+        )
     child = worker_index is not None
     session = open_study(
         cfg, study_name, storage, out, worker_index=worker_index or 0, workers=workers

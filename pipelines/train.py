@@ -214,6 +214,10 @@ def _fit(cfg, task, data, run, monitor, mode, log, extra_callbacks, verbose):
     # against 0.6 s for YOLO-n); and a frozen phase then shares the state and backups.
     optimizer.build(model.trainable_variables)
     jit = "auto" if cfg.train.jit_compile is None else cfg.train.jit_compile
+    if jit is True and keras.backend.backend() == "torch":
+        # Keras' torch backend would torch.compile the step: minutes of C++ builds on a CPU
+        log("train.jit_compile: XLA only; the torch backend trains eagerly")
+        jit = False
     initial_epoch, best_so_far = _resume_point(run, monitor, mode)
     if initial_epoch:
         log(f"resuming {run} from epoch {initial_epoch + 1}")

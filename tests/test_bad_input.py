@@ -32,6 +32,24 @@ def test_missing_data_file(competition, cli, workdir):
     assert_one_line_error(cli("train", comp), "train file not found", "kapps prepare")
 
 
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ("tune", "kapps tune runs one process per trial"),
+        ("train", "several processes need the JAX backend"),  # these tests run TensorFlow
+    ],
+)
+def test_several_processes_where_they_cannot_work(competition, cli, workdir, command, message):
+    comp = competition("digits")
+    args = [
+        "train.distribution=data_parallel",
+        "train.distribution_processes=2",
+        "train.distribution_coordinator=127.0.0.1:1234",
+    ]
+    assert_one_line_error(cli(command, comp, *args), message)
+    assert not (workdir / "runs").exists()
+
+
 def test_missing_competition_folder(cli, workdir):
     assert_one_line_error(cli("run", workdir / "competitions" / "nope"), "no competition folder")
 

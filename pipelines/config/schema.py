@@ -143,7 +143,8 @@ class TrainConfig(Section):
     # with model.weights: the pretrained layers' learning rate as a fraction of train.lr
     backbone_lr_mult: float = Field(1.0, ge=0, le=1)
     mixed_precision: Literal["off", "float16", "bfloat16"] = "off"  # mixed-precision policy
-    jit_compile: bool | None = None  # XLA-compile the train step; None: Keras decides (off on CPU)
+    # XLA-compile the train step (TensorFlow, JAX; torch trains eagerly); None: Keras decides
+    jit_compile: bool | None = None
     ema: bool = False  # evaluate and save the exponential moving average of the weights
     ema_momentum: float = Field(0.99, gt=0, lt=1)  # EMA momentum
     seed: int = 42  # seed of weights, split, shuffling and augmentation
