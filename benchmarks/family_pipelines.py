@@ -12,7 +12,7 @@ host's pipeline outruns this host's training; the pipeline's own figure is
 what an accelerator's step would have to beat (compare
 `benchmarks.gpu_train_step` on the GPU).
 
-    python -m benchmarks.family_pipelines [--examples 512] [--repeats 3] [--scale 1.0]
+    python -m benchmarks.family_pipelines [--examples 512] [--repeats 3] [--only SLUGS] [--batch N]
 """
 
 import argparse
@@ -96,6 +96,7 @@ def main(argv=None):
     parser.add_argument("--examples", type=int, default=512, help="generated training examples")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", default=",".join(FAMILIES), help="comma-separated slugs")
+    parser.add_argument("--batch", type=int, help="one batch size for every family (quick checks)")
     add_figures_argument(parser)
     args = parser.parse_args(argv)
     rows = [
@@ -104,7 +105,7 @@ def main(argv=None):
     ]
     figures = []
     for slug in args.only.split(","):
-        batch = FAMILIES[slug][0]
+        batch = args.batch or FAMILIES[slug][0]
         with tempfile.TemporaryDirectory() as tmp:
             pipeline, step, cfg = measure(slug, batch, args.examples, args.repeats, Path(tmp))
         ratio = pipeline / step

@@ -114,8 +114,15 @@ def test_every_generated_competition_runs_under_jax(workdir, slug):
     assert json.loads((run / "metrics.json").read_text())["validation"]
 
 
-@pytest.mark.parametrize("slug", ["digits", "shapes-seg"])
-def test_classification_and_segmentation_run_under_torch(workdir, slug):
+# Classification and segmentation in the default run, the other families slow
+TORCH = [
+    slug if slug in ("digits", "shapes-seg") else pytest.param(slug, marks=pytest.mark.slow)
+    for slug in FAMILIES
+]
+
+
+@pytest.mark.parametrize("slug", TORCH)
+def test_every_generated_competition_runs_under_torch(workdir, slug):
     pytest.importorskip("torch", reason="the torch backend needs torch (pip install torch)")
     folder = workdir / "competitions" / slug
     shutil.copytree(REPO / "competitions" / slug, folder, ignore=shutil.ignore_patterns("data"))

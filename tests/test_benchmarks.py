@@ -111,6 +111,15 @@ def test_run_all_quick_writes_a_table(tmp_path):
 
 
 @pytest.mark.slow
+def test_family_pipelines_runs_at_tiny_size():
+    from benchmarks.family_pipelines import FAMILIES, main
+
+    rows, figures = main(SCRIPTS["family_pipelines"][1])
+    assert len(rows) == 2 + len(FAMILIES) and len(figures) == len(FAMILIES)
+    assert all(float(row.split("|")[4].replace(",", "")) > 0 for row in rows[2:])
+
+
+@pytest.mark.slow
 def test_builder_parity_runs_at_tiny_size():
     from benchmarks.builder_parity import main
 

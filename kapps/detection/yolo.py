@@ -267,13 +267,21 @@ class YOLO(Detector):
         self._points, self._strides = points, strides[:, None]
 
     # Decoding ------------------------------------------------------------------
+    def _anchors(self):
+        """The anchor points and their strides as tensors (a NumPy array on the left of
+        a torch tensor would turn the tensor into NumPy)."""
+        return ops.convert_to_tensor(self._points, "float32"), ops.convert_to_tensor(
+            self._strides, "float32"
+        )
+
     def decode(self, raw):
         """Raw head outputs → `(boxes (B, A, 4) xyxy pixels, class logits (B, A, C),
         bin logits (B, A, 4, reg_max))`."""
+        points, strides = self._anchors()
         bins = ops.reshape(raw[..., : 4 * self.reg_max], (-1, len(self._points), 4, self.reg_max))
         values = ops.arange(self.reg_max, dtype=raw.dtype)
-        distances = ops.sum(ops.softmax(bins, axis=-1) * values, axis=-1) * self._strides
-        boxes = distances_to_boxes(distances, self._points)
+        distances = ops.sum(ops.softmax(bins, axis=-1) * values, axis=-1) * strides
+        boxes = distances_to_boxes(distances, points)
         return boxes, raw[..., 4 * self.reg_max :], bins
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -282,10 +290,11 @@ class YOLO(Detector):
         `y` is `{"boxes": (B, N, 4) xyxy pixels, "labels": (B, N)}` padded with -1.
         """
         boxes, logits, bins = self.decode(ops.cast(y_pred, "float32"))
+        points, strides = self._anchors()
         targets, target_scores, foreground = task_aligned_targets(
             ops.stop_gradient(ops.sigmoid(logits)),
             ops.stop_gradient(boxes),
-            self._points,
+            points,
             ops.cast(y["boxes"], "float32"),
             y["labels"],
             self.num_classes,
@@ -303,7 +312,7 @@ class YOLO(Detector):
         weight = ops.sum(target_scores, axis=-1) * ops.cast(foreground, "float32")
         box_loss = ops.sum((1.0 - ciou(boxes, targets)) * weight) / total
         target_bins = ops.clip(
-            boxes_to_distances(targets, self._points) / self._strides, 0.0, self.reg_max - 1.01
+            boxes_to_distances(targets, points) / strides, 0.0, self.reg_max - 1.01
         )
         left = ops.floor(target_bins)
         log_probs = ops.log_softmax(bins, axis=-1)
