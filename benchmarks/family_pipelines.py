@@ -74,21 +74,30 @@ def measure(slug, batch, examples, repeats, root):
     data = task.training_data(run)
     model = task.build_model(data.model_args)
     model.compile(optimizer=keras.optimizers.AdamW(1e-4), **task.compile_args())
-    inputs, targets = next(iter(data.train))
-    steps = max(1, math.ceil(data.train_size / batch))
+    first = _parts(next(iter(data.train)))
+    steps = max(1, math.ceil(min(data.train_size, examples) / batch))  # text: a whole corpus
     counted = {"pipeline": 0}
 
     def pipeline():
-        counted["pipeline"] = sum(int(keras.tree.flatten(x)[0].shape[0]) for x, _ in data.train)
+        counted["pipeline"] = sum(_examples(batch) for batch in data.train.take(steps))
 
     def train():
         for _ in range(steps):
-            model.train_on_batch(inputs, targets)
+            model.train_on_batch(*first)
 
     pipeline(), train()  # fill the decode cache, trace and compile
     seconds = alternate({"pipeline": pipeline, "model": train}, repeats)
-    step_examples = steps * int(keras.tree.flatten(inputs)[0].shape[0])
+    step_examples = steps * _examples(first)
     return counted["pipeline"] / seconds["pipeline"], step_examples / seconds["model"], cfg
+
+
+def _parts(batch):
+    """`(inputs, targets[, sample weights])`; a dual encoder's batch is its inputs alone."""
+    return batch if isinstance(batch, tuple) else (batch,)
+
+
+def _examples(batch):
+    return int(keras.tree.flatten(_parts(batch)[0])[0].shape[0])
 
 
 def main(argv=None):

@@ -27,6 +27,7 @@ def _gpu_benchmark(*args):
     )
 
 
+@pytest.mark.slow
 def test_gpu_train_step_runs_under_jax_without_tensorflow(tmp_path):
     """The GPU benchmark at tiny sizes on the CPU, in a process of its own under JAX."""
     figures = tmp_path / "figures.json"
