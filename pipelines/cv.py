@@ -11,12 +11,19 @@ averages the fold models' test predictions. Re-running resumes fold by fold.
 import numpy as np
 import pandas as pd
 
+from kapps.errors import ConfigError
+from pipelines.continual.run import train_continual
 from pipelines.runs import read_json, write_json, write_text
 from pipelines.train import resolve_run, train
 
 
 def train_folds_or_one(cfg, log=print, *, run_dir=None, callbacks=(), verbose=2):
-    """`train_cv` when the config asks for folds, else `train`: what the CLI and tune call."""
+    """`train_cv` when the config asks for folds, a continual sequence when it asks for
+    one (`continual.scenario`), else `train`: what the CLI and tune call."""
+    if cfg.continual.scenario is not None:
+        if callbacks:
+            raise ConfigError("a continual run cannot be tuned trial by trial (no epoch metric)")
+        return train_continual(cfg, log, run_dir=run_dir, verbose=verbose)
     fit = train_cv if cfg.cv.folds > 1 and cfg.cv.fold is None else train
     return fit(cfg, log, run_dir=run_dir, callbacks=callbacks, verbose=verbose)
 

@@ -247,3 +247,35 @@ def plot_precision_recall(recall, precision, class_names, path, title):
     ax.legend(fontsize=8)
     ax.set_title(title)
     _save(fig, path)
+
+
+def plot_accuracy_matrix(matrix, path, title):
+    """Accuracy on task j (columns) after training task i (rows), each cell written."""
+    matrix = np.asarray(matrix)
+    tasks = len(matrix)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.7 * tasks + 2),) * 2)
+    ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
+    ticks = np.arange(tasks)
+    ax.set_xticks(ticks, [str(t + 1) for t in ticks])
+    ax.set_yticks(ticks, [str(t + 1) for t in ticks])
+    ax.set_xlabel("accuracy on task")
+    ax.set_ylabel("after training task")
+    ax.set_title(title)
+    for (row, col), value in np.ndenumerate(matrix):
+        colour = "white" if value > 0.5 else "black"
+        ax.text(col, row, f"{value:.2f}", ha="center", va="center", color=colour, fontsize=8)
+    _save(fig, path)
+
+
+def plot_task_curve(values, path, title, ylabel):
+    """One value after each task (e.g. average accuracy over the tasks seen so far)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    tasks = np.arange(1, len(values) + 1)
+    ax.plot(tasks, values, marker="o")
+    ax.set_xticks(tasks)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("after training task")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    _save(fig, path)

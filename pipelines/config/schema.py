@@ -208,6 +208,27 @@ class CVConfig(Section):
     fold: int | None = Field(None, ge=0)  # set by the engine in each fold's run
 
 
+class ContinualConfig(Section):
+    """Continual learning: the classes (or domains) arrive as tasks, one after another."""
+
+    # class_il | task_il (Split: classes in groups) | domain_il (every class, a transform
+    # per task); None: ordinary training
+    scenario: Literal["class_il", "task_il", "domain_il"] | None = None
+    domain: Literal["permuted", "rotated"] = "permuted"  # domain_il: each task's transform
+    tasks: int = Field(5, ge=2)  # how many tasks
+    classes_per_task: int = Field(2, ge=1)  # class_il, task_il
+    order: list[int] | None = None  # the classes in the order they arrive; None: 0, 1, 2, …
+    # finetune (lower bound) | joint (upper bound) | lwf | er | der | derpp
+    method: Literal["finetune", "joint", "lwf", "er", "der", "derpp"] = "finetune"
+    buffer: int = Field(200, ge=1)  # er, der, derpp: examples kept for replay
+    replay_batch: int | None = Field(None, ge=1)  # replayed per step; None: train.batch_size
+    alpha: float = Field(0.2, ge=0)  # der, derpp: weight of the logit match
+    beta: float = Field(1.0, ge=0)  # derpp: weight of the replayed labels' cross-entropy
+    lwf_lambda: float = Field(1.0, ge=0)  # lwf: weight of the distillation
+    temperature: float = Field(2.0, gt=0)  # lwf: distillation temperature
+    seed: int = 0  # the permutations and angles of domain_il
+
+
 class ParamSpace(Section):
     """One searched key of `tune.space`, e.g. `train.lr: {type: float, low: 1e-4, high: 1e-2,
     log: true}`; `when: {model.name: lenet5}` samples it only when that holds."""
@@ -272,6 +293,7 @@ class Config(Section):
     submission: SubmissionConfig = SubmissionConfig()
     generate: GenerateConfig = GenerateConfig()
     cv: CVConfig = CVConfig()
+    continual: ContinualConfig = ContinualConfig()
     tune: TuneConfig = TuneConfig()
     run: RunConfig = RunConfig()
 
@@ -337,6 +359,8 @@ class Config(Section):
         exclude = {"run": True, "tune": True, "cv": {"fold"}, "train": set(PLACEMENT_KEYS)}
         if self.cv.folds == 1:
             exclude["cv"] = True  # so configs from before cross-validation keep their runs
+        if self.continual.scenario is None:
+            exclude["continual"] = True  # likewise for continual learning
         payload = self.model_dump(mode="json", exclude=exclude)
         for section, key, default in FINGERPRINT_DEFAULTS:  # keys newer than existing runs
             if payload[section].get(key) == default:

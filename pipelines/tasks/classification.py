@@ -39,6 +39,12 @@ def _softmax(logits):
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def _stack(image_set):
+    """Every image of an `ImageSet` as one float32 array (N, H, W, C)."""
+    batches = batched(image_set, batch_size=1024).as_numpy_iterator()
+    return np.concatenate(list(batches)).astype("float32")
+
+
 @dataclass
 class Validation:
     """The validation split as `evaluate` sees it: decoded images, their classes, rows."""
@@ -81,11 +87,11 @@ class ClassificationTask(Task):
             source, data.image_size, data.channels, cache=data.cache, cache_path=cache_path
         )
 
-    def training_data(self, run):
+    def _splits(self, run):
+        """`(labels, train rows, val rows, train ImageSet, val ImageSet)` of the split."""
         cfg = self.cfg
         source = read_train_source(cfg)
         labels = self._class_indices(source.labels)
-        onehot = keras.utils.to_categorical(labels, len(cfg.data.classes)).astype("float32")
         train_rows, val_rows = split_rows(cfg, len(labels), labels, self.fold_groups())
         train_set = self._images(source.subset(train_rows), run.cache("train"))
         val_set = self._images(source.subset(val_rows), run.cache("val"))
@@ -93,6 +99,12 @@ class ClassificationTask(Task):
             raise DataError(
                 f"no training image could be decoded from {cfg.data_path(cfg.data.train)}"
             )
+        return labels, train_rows, val_rows, train_set, val_set
+
+    def training_data(self, run):
+        cfg = self.cfg
+        labels, train_rows, val_rows, train_set, val_set = self._splits(run)
+        onehot = keras.utils.to_categorical(labels, len(cfg.data.classes)).astype("float32")
         bs, seed = cfg.train.batch_size, cfg.train.seed
         return TrainingData(
             train=batched(
@@ -109,6 +121,18 @@ class ClassificationTask(Task):
             model_args=image_model_args(cfg, len(cfg.data.classes)),
             validation=Validation(val_set, labels[val_rows], val_rows),
             skipped=train_set.skipped + val_set.skipped,
+        )
+
+    def labelled_arrays(self, run):
+        """The split in memory, for paradigms that deal out rows themselves (continual):
+        `(train images, train labels, validation images, validation labels)`, raw pixels
+        as float32 and class indices; no augmentation."""
+        labels, train_rows, val_rows, train_set, val_set = self._splits(run)
+        return (
+            _stack(train_set),
+            labels[train_rows][train_set.rows],
+            _stack(val_set),
+            labels[val_rows][val_set.rows],
         )
 
     def test_data(self, run):
