@@ -132,6 +132,18 @@ def test_replay_batches_keep_one_shape_and_weigh_each_term(method):
         assert targets[16:, 1].sum() == pytest.approx(0.5) and (targets[16:, 0] == 3).all()
 
 
+def test_lwf_distils_the_old_model_on_earlier_classes_from_the_second_task():
+    first = _batches("lwf", None)
+    _, targets = first[0]
+    assert targets[:, 1].sum() == pytest.approx(1.0) and targets[:, 3].sum() == 0
+    old = np.arange(40 * 4, dtype="float32").reshape(40, 4)
+    later = _batches("lwf", None, old_logits=old, old_classes=[0, 1], lwf_lambda=2.0)
+    _, targets = later[0]
+    assert targets[:, 3].sum() == pytest.approx(2.0)
+    np.testing.assert_array_equal(targets[:, 4:8], old[later.rows(0)])
+    np.testing.assert_array_equal(targets[:, 8:], [[1, 1, 0, 0]] * 8)
+
+
 def test_der_keeps_the_logits_of_the_moment_an_example_was_seen():
     keras.utils.set_random_seed(0)
     model = keras.Sequential(

@@ -124,7 +124,7 @@ class ReplayBatches(keras.utils.PyDataset):
         rows = self.rows(index)
         labels, count = self.labels[rows], len(rows)
         images = [self.images[rows]]
-        if self.method == "lwf":
+        if self.method == "lwf" and self.old_logits is not None:  # from the second task
             kd = self.lwf_lambda / count if self.kd_mask.any() else 0.0
             targets = [
                 target_rows(
