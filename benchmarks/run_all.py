@@ -52,6 +52,11 @@ SCRIPTS = {
     "backends": ([], ["--competitions", "digits", "--epochs", "1", "--repeats", "1"], {}),
     "input_pipeline": ([], ["--images", "64", "--repeats", "1"], {}),
     "family_pipelines": ([], ["--examples", "16", "--repeats", "1", "--batch", "8"], {}),
+    "continual": (
+        [],
+        ["--seeds", "1", "--epochs", "1", "--scenarios", "class_il", "--buffers", "200"],
+        {},
+    ),
     "time_to_98": ([], ["--repeats", "1", "--target", "0.5", "--max-epochs", "3"], {}),
     "gpu_train_step": (
         [],
