@@ -9,6 +9,7 @@ from scipy import stats
 
 from kapps.errors import ConfigError
 from pipelines.continual.buffer import ReservoirBuffer
+from pipelines.continual.ewc import consolidate, fisher_diagonal, release
 from pipelines.continual.metrics import average_accuracy, backward_transfer, forgetting
 from pipelines.continual.replay import ContinualLoss, OfferToBuffer, ReplayBatches, target_rows
 from pipelines.continual.scenarios import logit_mask, make_tasks, task_rows
@@ -171,3 +172,36 @@ def test_der_keeps_the_logits_of_the_moment_an_example_was_seen():
     before = np.stack([seen[bytes(image)] for image in batches.images])
     after = keras.ops.convert_to_numpy(model(batches.images))
     assert not np.allclose(after, before)  # the model moved on; the buffer did not
+
+
+def _dense():
+    keras.utils.set_random_seed(1)
+    return keras.Sequential([keras.Input((3,)), keras.layers.Dense(4)])
+
+
+def test_fisher_is_the_mean_squared_log_likelihood_gradient():
+    model = _dense()
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(5, 3)).astype("float32"), np.array([0, 1, 2, 3, 1])
+    kernel_fisher, bias_fisher = fisher_diagonal(model, x, y)
+    probs = keras.ops.convert_to_numpy(keras.ops.softmax(model(x)))
+    residual = np.eye(4)[y] - probs  # ∂ log p_y / ∂ logits
+    expected_kernel = np.mean([np.outer(x[i], residual[i]) ** 2 for i in range(5)], axis=0)
+    np.testing.assert_allclose(kernel_fisher, expected_kernel, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(bias_fisher, np.mean(residual**2, axis=0), rtol=1e-4, atol=1e-7)
+
+
+def test_online_ewc_pulls_towards_the_anchor_with_the_decayed_fisher():
+    model = _dense()
+    kernel, bias = model.trainable_variables
+    ones = [np.ones(kernel.shape), np.ones(bias.shape)]
+    consolidate(model, ones, gamma=0.5, strength=4.0)
+    assert float(keras.ops.sum(model.losses)) == pytest.approx(0.0)
+    anchor = keras.ops.convert_to_numpy(kernel.value)
+    kernel.assign(anchor + 0.1)
+    # 4 / 2 · Σ 1 · 0.1² over 12 kernel weights
+    assert float(keras.ops.sum(model.losses)) == pytest.approx(2.0 * 12 * 0.01, rel=1e-4)
+    consolidate(model, [2 * f for f in ones], gamma=0.5, strength=4.0)
+    np.testing.assert_allclose(kernel.regularizer.fisher, 0.5 * 1 + 2)  # γ · F₁ + F₂
+    release(model)
+    assert not model.losses

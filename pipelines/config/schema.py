@@ -218,12 +218,14 @@ class ContinualConfig(Section):
     tasks: int = Field(5, ge=2)  # how many tasks
     classes_per_task: int = Field(2, ge=1)  # class_il, task_il
     order: list[int] | None = None  # the classes in the order they arrive; None: 0, 1, 2, …
-    # finetune (lower bound) | joint (upper bound) | lwf | er | der | derpp
-    method: Literal["finetune", "joint", "lwf", "er", "der", "derpp"] = "finetune"
+    # finetune (lower bound) | joint (upper bound) | ewc (online) | lwf | er | der | derpp
+    method: Literal["finetune", "joint", "ewc", "lwf", "er", "der", "derpp"] = "finetune"
     buffer: int = Field(200, ge=1)  # er, der, derpp: examples kept for replay
     replay_batch: int | None = Field(None, ge=1)  # replayed per step; None: train.batch_size
     alpha: float = Field(0.2, ge=0)  # der, derpp: weight of the logit match
     beta: float = Field(1.0, ge=0)  # derpp: weight of the replayed labels' cross-entropy
+    ewc_lambda: float = Field(90.0, ge=0)  # ewc: strength of the pull to the anchored weights
+    ewc_gamma: float = Field(1.0, ge=0, le=1)  # ewc: decay of the running Fisher per task
     lwf_lambda: float = Field(1.0, ge=0)  # lwf: weight of the distillation
     temperature: float = Field(2.0, gt=0)  # lwf: distillation temperature
     seed: int = 0  # the permutations and angles of domain_il

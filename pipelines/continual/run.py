@@ -17,6 +17,7 @@ import pandas as pd
 
 from kapps.errors import ConfigError
 from pipelines.continual.buffer import ReservoirBuffer
+from pipelines.continual.ewc import consolidate, fisher_diagonal, release
 from pipelines.continual.metrics import average_accuracy, backward_transfer, forgetting
 from pipelines.continual.replay import REHEARSAL, ContinualLoss, OfferToBuffer, ReplayBatches
 from pipelines.continual.scenarios import logit_mask, make_tasks, task_rows
@@ -126,6 +127,8 @@ def _learn(cfg, task, tasks, train_x, train_y, val_x, val_y, log, verbose):
         )
         for epoch, loss in enumerate(fitted.history["loss"]):
             history.append({"task": k + 1, "epoch": epoch, "loss": loss})
+        if c.method == "ewc" and k < n - 1:
+            consolidate(model, fisher_diagonal(model, images, labels), c.ewc_gamma, c.ewc_lambda)
         for j, other in enumerate(tasks):
             matrix[k, j] = _accuracy(
                 model,
@@ -144,6 +147,7 @@ def _learn(cfg, task, tasks, train_x, train_y, val_x, val_y, log, verbose):
             + " ".join(f"{a:.2f}" for a in matrix[k, : k + 1])
             + f"; average {matrix[k, : k + 1].mean():.3f}"
         )
+    release(model)
     return model, matrix, history
 
 
