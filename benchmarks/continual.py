@@ -23,7 +23,7 @@ from pipelines.cv import train_folds_or_one
 from pipelines.prepare import prepare
 
 REPO = Path(__file__).resolve().parents[1]
-METHODS = ("finetune", "lwf", "er", "der", "derpp", "joint")
+METHODS = ("finetune", "ewc", "lwf", "er", "der", "derpp", "joint")
 REHEARSAL = ("er", "der", "derpp")
 
 
