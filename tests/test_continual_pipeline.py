@@ -15,6 +15,7 @@ from pipelines.cv import train_folds_or_one
 from pipelines.predict import predict
 from pipelines.tasks.base import image_model_args
 from pipelines.train import build_optimizer, resolve_run
+from tests import replicas
 from tests.conftest import assert_one_line_error, prepare_module
 
 QUICK = ["train.epochs=2"]
@@ -105,3 +106,14 @@ def test_continual_needs_a_classification_competition(competition, cli):
     assert_one_line_error(
         cli("train", folder, "continual.scenario=class_il"), "over a classification competition"
     )
+
+
+def test_seq_mnist_runs_on_a_replica_of_the_digit_recognizer_files(competition, cli, workdir):
+    folder = competition("seq-mnist")
+    replicas.digit_recognizer(folder / "data")
+    result = cli("run", folder, "train.epochs=1", "continual.buffer=20")
+    assert result.exit_code == 0, result.output
+    run_dir = next((workdir / "runs" / "seq-mnist").iterdir())
+    assert len(json.loads((run_dir / "metrics.json").read_text())["accuracy_matrix"]) == 5
+    submission = pd.read_csv(run_dir / "submission.csv")
+    assert submission["ImageId"].tolist() == list(range(1, 41))
