@@ -20,6 +20,9 @@ def summary_table(metrics, title):
         ("epochs", f"{metrics.get('epochs_run')} (best: {metrics.get('best_epoch')})"),
         ("train time", f"{metrics.get('train_seconds')} s"),
     ]
+    if "scenario" in metrics:  # a continual run: its tasks instead of a best epoch
+        tasks = len(metrics["tasks"])
+        rows[3] = ("tasks", f"{tasks} ({metrics['scenario']}, {metrics['method']})")
     cv = metrics.get("cv")
     if cv:
         rows[2] = (
