@@ -129,19 +129,7 @@ def _learn(cfg, task, tasks, train_x, train_y, val_x, val_y, log, verbose):
             history.append({"task": k + 1, "epoch": epoch, "loss": loss})
         if c.method == "ewc" and k < n - 1:
             consolidate(model, fisher_diagonal(model, images, labels), c.ewc_gamma, c.ewc_lambda)
-        for j, other in enumerate(tasks):
-            matrix[k, j] = _accuracy(
-                model,
-                other,
-                j,
-                k,
-                tasks,
-                c.scenario,
-                val_x,
-                val_y,
-                num_classes,
-                cfg.train.batch_size,
-            )
+        matrix[k] = _scores(model, tasks, k, c.scenario, val_x, val_y, cfg.train.batch_size)
         log(
             f"after task {k + 1}/{n}: accuracy per task "
             + " ".join(f"{a:.2f}" for a in matrix[k, : k + 1])
@@ -179,12 +167,16 @@ def _batches(cfg, model, tasks, k, images, labels, buffer):
     )
 
 
-def _accuracy(model, other, j, k, tasks, scenario, val_x, val_y, num_classes, batch_size):
-    """Accuracy on task `j`'s validation examples after training task `k`."""
-    images, labels = _task_view(other, val_x, val_y)
-    if len(labels) == 0:
-        return float("nan")
-    logits = model.predict(images, batch_size=batch_size, verbose=0)
-    mask = logit_mask(tasks, j, k, scenario, num_classes)
-    predicted = np.where(mask, logits, -np.inf).argmax(axis=1)
-    return float((predicted == labels).mean())
+def _scores(model, tasks, trained, scenario, val_x, val_y, batch_size):
+    """Accuracy on every task's validation examples after training tasks 0…`trained`."""
+    num_classes = model.output_shape[-1]
+    row = []
+    for j, other in enumerate(tasks):
+        images, labels = _task_view(other, val_x, val_y)
+        if len(labels) == 0:
+            row.append(float("nan"))
+            continue
+        logits = model.predict(images, batch_size=batch_size, verbose=0)
+        mask = logit_mask(tasks, j, trained, scenario, num_classes)
+        row.append(float((np.where(mask, logits, -np.inf).argmax(axis=1) == labels).mean()))
+    return row
