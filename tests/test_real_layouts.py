@@ -5,6 +5,7 @@ import shutil
 
 import keras
 import pandas as pd
+import pytest
 
 from kapps.pretrained import catalog
 from tests import replicas
@@ -22,6 +23,7 @@ def test_digit_recognizer_replica(competition, cli, workdir):
     assert submission["Label"].between(0, 9).all()
 
 
+@pytest.mark.slow  # 80 s; fine-tuning and the corrupt-image skip have default-run tests too
 def test_dogs_vs_cats_replica_fine_tunes_imagenet_weights_and_skips_a_corrupt_image(
     competition, cli, workdir, monkeypatch
 ):
