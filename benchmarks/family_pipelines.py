@@ -16,7 +16,6 @@ what an accelerator's step would have to beat (compare
 """
 
 import argparse
-import importlib.util
 import math
 import shutil
 import tempfile
@@ -27,6 +26,7 @@ import pandas as pd
 
 from benchmarks.common import Figure, add_figures_argument, alternate, write_figures
 from pipelines.config import load_config
+from pipelines.prepare import prepare_module
 from pipelines.train import resolve_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,17 +40,9 @@ FAMILIES = {
 }
 
 
-def _prepare_module(slug):
-    path = REPO / "competitions" / slug / "prepare.py"
-    spec = importlib.util.spec_from_file_location(f"{slug.replace('-', '_')}_prepare", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _data(slug, folder, examples):
     """Generate `examples` training examples (digits: the whole set) into `folder/data`."""
-    module, data = _prepare_module(slug), folder / "data"
+    module, data = prepare_module(REPO / "competitions" / slug), folder / "data"
     if slug == "pydoc-text":
         data.mkdir()
         text = module.corpus()

@@ -88,10 +88,19 @@ def kaggle_submit(slug, file, message, log=print):
     return (done.stdout.strip().splitlines() or ["submitted"])[-1]
 
 
-def run_prepare_script(script, data_dir):
-    spec = importlib.util.spec_from_file_location(f"kapps_prepare_{script.parent.name}", script)
+def prepare_module(competition_dir):
+    """A competition's `prepare.py` as a module (its `prepare`, and `generate` where
+    the data are generated)."""
+    script = Path(competition_dir) / PREPARE_SCRIPT
+    name = f"kapps_prepare_{script.parent.name.replace('-', '_')}"
+    spec = importlib.util.spec_from_file_location(name, script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def run_prepare_script(script, data_dir):
+    module = prepare_module(script.parent)
     try:
         module.prepare(Path(data_dir))
     except (OSError, ValueError) as err:

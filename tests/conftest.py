@@ -1,12 +1,13 @@
 """Shared fixtures: competitions copied into a temporary folder, tiny overrides."""
 
-import importlib.util
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+
+from pipelines.prepare import prepare_module as load_prepare_module
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -17,11 +18,7 @@ FAST = ["train.epochs=3", "train.patience=0", "train.warmup_epochs=0"]
 
 def prepare_module(slug):
     """A shipped competition's prepare.py as a module (its `generate` makes tiny data)."""
-    path = REPO / "competitions" / slug / "prepare.py"
-    spec = importlib.util.spec_from_file_location(f"{slug.replace('-', '_')}_prepare", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_prepare_module(REPO / "competitions" / slug)
 
 
 def assert_one_line_error(result, *fragments):
