@@ -7,8 +7,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.prepare import prepare_module as load_prepare_module
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,7 +16,9 @@ FAST = ["train.epochs=3", "train.patience=0", "train.warmup_epochs=0"]
 
 def prepare_module(slug):
     """A shipped competition's prepare.py as a module (its `generate` makes tiny data)."""
-    return load_prepare_module(REPO / "competitions" / slug)
+    from pipelines.prepare import prepare_module as load  # after TF_CPP_MIN_LOG_LEVEL
+
+    return load(REPO / "competitions" / slug)
 
 
 def assert_one_line_error(result, *fragments):
