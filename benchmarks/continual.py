@@ -8,7 +8,7 @@ paper's Seq-MNIST class-IL figures with a 200-example buffer are the
 reference ordering: SGD 19.7 %, ER 80.4 %, DER 91.4 %, DER++ 91.0 %,
 joint 95.6 %.
 
-    python -m benchmarks.continual [--seeds 3] [--epochs 5] [--scenarios class_il,task_il,domain_il]
+    python -m benchmarks.continual [--seeds 3] [--epochs 5] [--scenarios S,...] [KEY=VALUE ...]
 """
 
 import argparse
@@ -39,12 +39,16 @@ def main(argv=None):
     parser.add_argument("--scenarios", default="class_il,task_il,domain_il")
     parser.add_argument("--buffers", default="200,500")
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument(
+        "overrides", nargs="*", help="key=value for every run, e.g. continual.alpha=1"
+    )
     add_figures_argument(parser)
     args = parser.parse_args(argv)
     folder = REPO / "competitions" / "seq-digits"
     prepare(load_config(folder), log=lambda _: None)
     scenarios, buffers = args.scenarios.split(","), [int(b) for b in args.buffers.split(",")]
     epochs = [f"train.epochs={args.epochs}"] if args.epochs else []
+    epochs += args.overrides
     cells, start = {}, time.perf_counter()
     with tempfile.TemporaryDirectory() as runs:
         for method in args.methods.split(","):
