@@ -12,6 +12,7 @@ joint 95.6 %.
 """
 
 import argparse
+import math
 import statistics
 import tempfile
 import time
@@ -21,6 +22,7 @@ from benchmarks.common import Figure, add_figures_argument, write_figures
 from pipelines.config import load_config
 from pipelines.cv import train_folds_or_one
 from pipelines.prepare import prepare
+from pipelines.train import TrainingDiverged
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("finetune", "ewc", "lwf", "er", "der", "derpp", "joint")
@@ -28,8 +30,13 @@ REHEARSAL = ("er", "der", "derpp")
 
 
 def average(folder, runs, overrides):
+    """The run's final average accuracy; NaN when it diverged."""
     cfg = load_config(folder, [*overrides, f"run.dir={runs}"])
-    return train_folds_or_one(cfg, log=lambda _: None, verbose=0)["validation"]["average_accuracy"]
+    try:
+        metrics = train_folds_or_one(cfg, log=lambda _: None, verbose=0)
+    except TrainingDiverged:
+        return float("nan")
+    return metrics["validation"]["average_accuracy"]
 
 
 def main(argv=None):
@@ -102,9 +109,16 @@ def main(argv=None):
 
 
 def _mean_std(scores):
-    if len(scores) == 1:
-        return f"{100 * scores[0]:.1f}"
-    return f"{100 * statistics.mean(scores):.1f} ± {100 * statistics.stdev(scores):.1f}"
+    """Mean ± std of the runs that finished, and how many diverged."""
+    finite = [s for s in scores if math.isfinite(s)]
+    diverged = (
+        f" ({len(scores) - len(finite)} of {len(scores)} diverged)"
+        if len(finite) < len(scores)
+        else ""
+    )
+    if len(finite) < 2:
+        return (f"{100 * finite[0]:.1f}" if finite else "–") + diverged
+    return f"{100 * statistics.mean(finite):.1f} ± {100 * statistics.stdev(finite):.1f}{diverged}"
 
 
 if __name__ == "__main__":

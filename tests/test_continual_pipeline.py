@@ -94,8 +94,9 @@ def test_joint_is_ordinary_training_on_every_task_so_far(seq_digits):
         (["continual.buffer=100000"], "continual.buffer 100000 is larger than the"),
         (["continual.method=replay"], "continual.method"),
         (["cv.folds=3"], "continual learning trains one sequence"),
+        (["train.lr=1e12", "continual.tasks=2"], "training diverged (NaN loss) in task 1 of 2"),
     ],
-    ids=["tasks", "buffer", "method", "folds"],
+    ids=["tasks", "buffer", "method", "folds", "diverged"],
 )
 def test_bad_continual_settings_are_one_line(seq_digits, cli, overrides, message):
     assert_one_line_error(cli("train", seq_digits, *overrides), message)

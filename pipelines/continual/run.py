@@ -24,7 +24,7 @@ from pipelines.continual.scenarios import logit_mask, make_tasks, task_rows
 from pipelines.plots import plot_accuracy_matrix, plot_task_curve
 from pipelines.runs import update_json, write_text
 from pipelines.tasks.base import image_model_args
-from pipelines.train import build_optimizer, resolve_run
+from pipelines.train import TrainingDiverged, build_optimizer, resolve_run
 
 
 def check_continual(cfg):
@@ -121,12 +121,19 @@ def _learn(cfg, task, tasks, train_x, train_y, val_x, val_y, log, verbose):
             optimizer=build_optimizer(cfg.train, steps),
             loss=ContinualLoss(num_classes, temperature=c.temperature),
         )
-        callbacks = [OfferToBuffer(batches, buffer, task=k)] if c.method in REHEARSAL else []
+        callbacks = [keras.callbacks.TerminateOnNaN()]
+        if c.method in REHEARSAL:
+            callbacks.append(OfferToBuffer(batches, buffer, task=k))
         fitted = model.fit(
             batches, epochs=cfg.train.epochs, shuffle=False, verbose=verbose, callbacks=callbacks
         )
         for epoch, loss in enumerate(fitted.history["loss"]):
             history.append({"task": k + 1, "epoch": epoch, "loss": loss})
+        if not np.isfinite(fitted.history["loss"][-1]):
+            advice = " or continual.ewc_lambda" if c.method == "ewc" else ""
+            raise TrainingDiverged(
+                f"training diverged (NaN loss) in task {k + 1} of {n}; lower train.lr{advice}"
+            )
         if c.method == "ewc" and k < n - 1:
             consolidate(model, fisher_diagonal(model, images, labels), c.ewc_gamma, c.ewc_lambda)
         matrix[k] = _scores(model, tasks, k, c.scenario, val_x, val_y, cfg.train.batch_size)
