@@ -107,14 +107,17 @@ def _learn(cfg, task, tasks, train_x, train_y, val_x, val_y, log, verbose):
     model = task.build_model(model_args)
     buffer = ReservoirBuffer(c.buffer, seed=cfg.train.seed)
     matrix, history = np.zeros((n, n)), []
-    for k, current in enumerate(tasks):
+    # each task's view of its examples, once (a rotation of every image is not cheap)
+    train_views = [_task_view(t, train_x, train_y) for t in tasks]
+    val_views = [_task_view(t, val_x, val_y) for t in tasks]
+    for k in range(n):
         if c.method == "joint":  # the upper bound: a fresh model on every task so far
             keras.utils.set_random_seed(cfg.train.seed)
             model = task.build_model(model_args)
-            parts = [_task_view(t, train_x, train_y) for t in tasks[: k + 1]]
+            parts = train_views[: k + 1]
             images, labels = (np.concatenate(p) for p in zip(*parts, strict=True))
         else:
-            images, labels = _task_view(current, train_x, train_y)
+            images, labels = train_views[k]
         batches = _batches(cfg, model, tasks, k, images, labels, buffer)
         steps = len(batches)
         model.compile(
@@ -136,7 +139,7 @@ def _learn(cfg, task, tasks, train_x, train_y, val_x, val_y, log, verbose):
             )
         if c.method == "ewc" and k < n - 1:
             consolidate(model, fisher_diagonal(model, images, labels), c.ewc_gamma, c.ewc_lambda)
-        matrix[k] = _scores(model, tasks, k, c.scenario, val_x, val_y, cfg.train.batch_size)
+        matrix[k] = _scores(model, tasks, k, c.scenario, val_views, cfg.train.batch_size)
         log(
             f"after task {k + 1}/{n}: accuracy per task "
             + " ".join(f"{a:.2f}" for a in matrix[k, : k + 1])
@@ -174,12 +177,11 @@ def _batches(cfg, model, tasks, k, images, labels, buffer):
     )
 
 
-def _scores(model, tasks, trained, scenario, val_x, val_y, batch_size):
+def _scores(model, tasks, trained, scenario, val_views, batch_size):
     """Accuracy on every task's validation examples after training tasks 0…`trained`."""
     num_classes = model.output_shape[-1]
     row = []
-    for j, other in enumerate(tasks):
-        images, labels = _task_view(other, val_x, val_y)
+    for j, (images, labels) in enumerate(val_views):
         if len(labels) == 0:
             row.append(float("nan"))
             continue
