@@ -1,5 +1,5 @@
-"""The `kapps` command line: models | prepare | train | predict | submit | run | tune |
-ensemble | generate.
+"""The `kapps` command line: models | prepare | train | predict | submit | run | federate |
+tune | ensemble | generate.
 
 A user-caused failure (bad config, missing or corrupt file, invalid
 submission) prints one line and exits with status 2; anything else is a bug
@@ -33,6 +33,7 @@ app = typer.Typer(
 )
 console = Console()
 errors = Console(stderr=True)
+_options = {"verbose": False}  # kapps --verbose
 
 Competition = Annotated[Path, typer.Argument(help="competition folder, e.g. competitions/digits")]
 Overrides = Annotated[
@@ -53,6 +54,7 @@ def main(
     ] = False,
 ):
     """Keras 3 classics and Kaggle-style competition pipelines."""
+    _options["verbose"] = verbose
     if verbose:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -216,6 +218,35 @@ def run(competition: Competition, overrides: Overrides = None, override: Overrid
         return
     metrics.update(predict_run(metrics["run_dir"], log=_log))
     title = f"{cfg.competition.name}: finished in {time.perf_counter() - start:.0f} s"
+    console.print(summary_table(metrics, title))
+
+
+@app.command()
+@user_errors
+def federate(
+    competition: Competition,
+    overrides: Overrides = None,
+    override: OverrideFiles = None,
+    superlink: Annotated[
+        str | None,
+        typer.Option(
+            help="a running Flower SuperLink's Control API (HOST:9093) whose SuperNodes are "
+            "the clients; default: simulate the clients on this machine"
+        ),
+    ] = None,
+):
+    """Federated learning (Flower): clients keep their rows, the server averages their
+    models (federated.strategy fedavg | fedprox); then predict and write the submission."""
+    from pipelines.federated.run import federate as federate_run
+    from pipelines.predict import predict as predict_run
+    from pipelines.prepare import prepare as prepare_data
+
+    start = time.perf_counter()
+    cfg = _config(competition, overrides, override)
+    prepare_data(cfg, log=_log)
+    metrics = federate_run(cfg, log=_log, superlink=superlink, verbose=_options["verbose"])
+    metrics.update(predict_run(metrics["run_dir"], log=_log))
+    title = f"{cfg.competition.name}: federated in {time.perf_counter() - start:.0f} s"
     console.print(summary_table(metrics, title))
 
 

@@ -279,3 +279,37 @@ def plot_task_curve(values, path, title, ylabel):
     ax.set_title(title)
     ax.grid(alpha=0.3)
     _save(fig, path)
+
+
+def plot_partition(counts, class_names, path, title):
+    """Examples of each class held by each client (clients × classes counts), stacked."""
+    counts = np.asarray(counts)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(counts) + 2), 4))
+    clients = np.arange(len(counts))
+    bottom = np.zeros(len(counts))
+    colours = plt.get_cmap("tab20" if counts.shape[1] > 10 else "tab10")
+    for c, name in enumerate(class_names):
+        ax.bar(clients, counts[:, c], bottom=bottom, color=colours(c % 20), label=str(name))
+        bottom += counts[:, c]
+    ax.set_xticks(clients, [str(k) for k in clients])
+    ax.set_xlabel("client")
+    ax.set_ylabel("training examples")
+    ax.set_title(title)
+    ax.legend(title="class", fontsize=7, ncol=2, bbox_to_anchor=(1.01, 1), loc="upper left")
+    _save(fig, path)
+
+
+def plot_rounds(history, reference, path, metric, title):
+    """The global model's validation `metric` after each round, next to a centralised run's
+    after the same number of epochs (`reference`: epoch → value, or None)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    epochs = history["round"] * history["local_epochs"]
+    ax.plot(epochs, history[f"val_{metric}"], marker="o", label="federated (after each round)")
+    if reference is not None:
+        ax.plot(reference.index, reference.values, marker=".", label="centralised")
+    ax.set_xlabel("epochs over the data (rounds × local epochs)")
+    ax.set_ylabel(f"validation {metric}")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)

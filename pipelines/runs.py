@@ -102,6 +102,16 @@ class RunFolder:
         """The run of fold `k` of a cross-validation: an ordinary run folder."""
         return RunFolder(self.path / f"fold-{k}")
 
+    @property
+    def partition(self):
+        """A federated run's client of every training row."""
+        return self.path / "partition.csv"
+
+    @property
+    def centralised(self):
+        """A federated run's reference: the same model trained on all rows, an ordinary run."""
+        return RunFolder(self.path / "centralised")
+
     def is_run(self):
         return self.config.is_file()
 

@@ -23,6 +23,13 @@ def summary_table(metrics, title):
     if "scenario" in metrics:  # a continual run: its tasks instead of a best epoch
         tasks = len(metrics["tasks"])
         rows[3] = ("tasks", f"{tasks} ({metrics['scenario']}, {metrics['method']})")
+    federated = metrics.get("federated")
+    if federated:  # rounds instead of epochs
+        rows[3] = (
+            "rounds",
+            f"{federated['rounds']} × {federated['clients']} clients ({federated['strategy']}, "
+            f"{federated['partition']}; best: {metrics.get('best_round')})",
+        )
     cv = metrics.get("cv")
     if cv:
         rows[2] = (
@@ -40,6 +47,9 @@ def summary_table(metrics, title):
     without = (metrics.get("validation") or {}).get("without_tta")
     rows += [(f"validation {k} without TTA", f"{v:.4f}") for k, v in scalars(without)]
     rows += [(f"test {k}", f"{v:.4f}") for k, v in scalars(metrics.get("test"))]
+    reference = metrics.get("centralised") or {}
+    for split in ("validation", "test"):
+        rows += [(f"centralised {split} {k}", f"{v:.4f}") for k, v in scalars(reference.get(split))]
     if metrics.get("submission"):
         rows.append(("submission", metrics["submission"]))
     if metrics.get("skipped_files"):

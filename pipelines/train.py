@@ -33,14 +33,16 @@ def precision_policy(mode):
         keras.config.set_dtype_policy(previous)
 
 
-def build_optimizer(train, steps_per_epoch):
+def build_optimizer(train, steps_per_epoch, learning_rate=None):
     """The optimiser with linear warm-up then cosine decay over the whole run.
 
     `train.clipnorm` clips the gradients' global norm (DETR's recipe: 0.1).
+    `learning_rate`: a constant one instead of the schedule (a federated client
+    sets each round's).
     """
     total = max(1, train.epochs * steps_per_epoch)
     warmup = min(int(train.warmup_epochs * steps_per_epoch), total - 1)
-    schedule = keras.optimizers.schedules.CosineDecay(
+    schedule = learning_rate or keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0 if warmup else train.lr,
         decay_steps=total - warmup,
         alpha=0.01,

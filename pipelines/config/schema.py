@@ -231,6 +231,29 @@ class ContinualConfig(Section):
     seed: int = 0  # the permutations and angles of domain_il
 
 
+class FederatedConfig(Section):
+    """`kapps federate`: clients that keep their rows train in rounds; a server averages."""
+
+    clients: int = Field(10, ge=1)  # clients the training split is dealt out to
+    rounds: int = Field(20, ge=1)  # rounds of: send the global model, train locally, average
+    fraction: float = Field(1.0, gt=0, le=1)  # share of the clients sampled each round
+    local_epochs: int = Field(1, ge=1)  # epochs each sampled client trains on its rows
+    strategy: Literal["fedavg", "fedprox"] = "fedavg"  # Flower's FedAvg or FedProx
+    mu: float = Field(0.01, ge=0)  # fedprox: weight of the proximal term μ/2 · ‖w − w_global‖²
+    partition: Literal["iid", "dirichlet"] = "iid"  # how rows are dealt: at random, or by
+    # class with proportions drawn from Dirichlet(alpha) per class
+    alpha: float = Field(0.5, gt=0)  # dirichlet: concentration; small: few classes per client
+    seed: int = 0  # the partition's and the client sampling's seed
+    centralised: bool = True  # also train the same model on all rows, as the reference
+    round_timeout: float = Field(3600.0, gt=0)  # seconds the server waits for a round's replies
+    cpus_per_client: float = Field(1.0, gt=0)  # simulation: CPU cores each client holds
+    gpus_per_client: float = Field(0.0, ge=0)  # simulation: share of a GPU each client holds
+
+
+# Where a federation runs, not what it computes: never part of its run's name.
+FEDERATED_PLACEMENT_KEYS = ("round_timeout", "cpus_per_client", "gpus_per_client", "centralised")
+
+
 class ParamSpace(Section):
     """One searched key of `tune.space`, e.g. `train.lr: {type: float, low: 1e-4, high: 1e-2,
     log: true}`; `when: {model.name: lenet5}` samples it only when that holds."""
@@ -296,6 +319,7 @@ class Config(Section):
     generate: GenerateConfig = GenerateConfig()
     cv: CVConfig = CVConfig()
     continual: ContinualConfig = ContinualConfig()
+    federated: FederatedConfig = FederatedConfig()
     tune: TuneConfig = TuneConfig()
     run: RunConfig = RunConfig()
 
@@ -356,24 +380,30 @@ class Config(Section):
     def data_path(self, relative):
         return self.data_dir / relative
 
-    def fingerprint(self):
+    def fingerprint(self, federated=False):
         """A short hash of everything that changes what a run computes."""
         exclude = {"run": True, "tune": True, "cv": {"fold"}, "train": set(PLACEMENT_KEYS)}
         if self.cv.folds == 1:
             exclude["cv"] = True  # so configs from before cross-validation keep their runs
         if self.continual.scenario is None:
             exclude["continual"] = True  # likewise for continual learning
+        if not federated:
+            exclude["federated"] = True  # a federated run is named apart (`federated=True`)
+        else:
+            exclude["federated"] = set(FEDERATED_PLACEMENT_KEYS)
         payload = self.model_dump(mode="json", exclude=exclude)
         for section, key, default in FINGERPRINT_DEFAULTS:  # keys newer than existing runs
             if payload[section].get(key) == default:
                 del payload[section][key]
         return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
 
-    def run_name(self):
-        return self.run.name or f"{self.model.name}-{self.fingerprint()}"
+    def run_name(self, federated=False):
+        kind = "-federated" if federated else ""
+        return self.run.name or f"{self.model.name}{kind}-{self.fingerprint(federated)}"
 
-    def run_dir(self):
-        return Path(self.run.dir) / self.competition.name / self.run_name()
+    def run_dir(self, federated=False):
+        """Where the run is written; `federated`: a `kapps federate` run of this config."""
+        return Path(self.run.dir) / self.competition.name / self.run_name(federated)
 
     def to_yaml(self):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

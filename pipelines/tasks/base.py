@@ -101,7 +101,9 @@ class Task:
         ]
 
     # Data ------------------------------------------------------------------
-    def training_data(self, run) -> TrainingData:
+    def training_data(self, run, rows=None) -> TrainingData:
+        """Batches for `fit`; `rows` (training-CSV rows) keeps only those of the training
+        split: one client's share in federated learning (`training_rows` deals them)."""
         raise NotImplementedError
 
     def test_data(self, run) -> TestSet:

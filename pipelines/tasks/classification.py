@@ -87,13 +87,29 @@ class ClassificationTask(Task):
             source, data.image_size, data.channels, cache=data.cache, cache_path=cache_path
         )
 
-    def _splits(self, run):
-        """`(labels, train rows, val rows, train ImageSet, val ImageSet)` of the split."""
-        cfg = self.cfg
-        source = read_train_source(cfg)
+    def _split(self):
+        """`(train source, class index of each row, train rows, validation rows)`."""
+        source = read_train_source(self.cfg)
         labels = self._class_indices(source.labels)
-        train_rows, val_rows = split_rows(cfg, len(labels), labels, self.fold_groups())
-        train_set = self._images(source.subset(train_rows), run.cache("train"))
+        train_rows, val_rows = split_rows(self.cfg, len(labels), labels, self.fold_groups())
+        return source, labels, train_rows, val_rows
+
+    def training_rows(self):
+        """`(training-CSV rows of the training split, their class indices)`, nothing decoded:
+        for paradigms that deal rows out (federated learning)."""
+        _, labels, train_rows, _ = self._split()
+        return train_rows, labels[train_rows]
+
+    def _splits(self, run, rows=None):
+        """`(labels, train rows, val rows, train ImageSet, val ImageSet)` of the split;
+        `rows`: keep only these training-CSV rows of the training split."""
+        cfg = self.cfg
+        source, labels, train_rows, val_rows = self._split()
+        cache = "train"
+        if rows is not None:
+            train_rows = train_rows[np.isin(train_rows, rows)]
+            cache = f"train-{hashlib.sha1(np.asarray(train_rows).tobytes()).hexdigest()[:8]}"
+        train_set = self._images(source.subset(train_rows), run.cache(cache))
         val_set = self._images(source.subset(val_rows), run.cache("val"))
         if len(train_set) == 0:
             raise DataError(
@@ -101,9 +117,9 @@ class ClassificationTask(Task):
             )
         return labels, train_rows, val_rows, train_set, val_set
 
-    def training_data(self, run):
+    def training_data(self, run, rows=None):
         cfg = self.cfg
-        labels, train_rows, val_rows, train_set, val_set = self._splits(run)
+        labels, train_rows, val_rows, train_set, val_set = self._splits(run, rows)
         onehot = keras.utils.to_categorical(labels, len(cfg.data.classes)).astype("float32")
         bs, seed = cfg.train.batch_size, cfg.train.seed
         return TrainingData(
