@@ -46,7 +46,10 @@ def _train(msg: Message, context: Context) -> Message:
         float(config.get("proximal-mu", 0.0)),
     )
     reply = RecordDict(
-        {"arrays": ArrayRecord(weights), "metrics": MetricRecord({"num-examples": examples, "loss": loss})}
+        {
+            "arrays": ArrayRecord(weights),
+            "metrics": MetricRecord({"num-examples": examples, "loss": loss}),
+        }
     )
     return Message(content=reply, reply_to=msg)
 

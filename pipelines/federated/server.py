@@ -82,7 +82,9 @@ class GlobalModel:
         self.cfg, self.data, self.run, self.log = cfg, data, run, log
         self.model = task.build_model(data.model_args)
         # compiled as a centralised run's, so best.keras loads (and resumes) like any run's
-        optimizer = build_optimizer(cfg.train, steps_per_epoch(data.train_size, cfg.train.batch_size))
+        optimizer = build_optimizer(
+            cfg.train, steps_per_epoch(data.train_size, cfg.train.batch_size)
+        )
         optimizer.build(self.model.trainable_variables)
         self.model.compile(optimizer=optimizer, **task.compile_args())
         self.monitor, self.mode = task.monitor()
