@@ -237,12 +237,14 @@ def federate(
 ):
     """Federated learning (Flower): clients keep their rows, the server averages their
     models (federated.strategy fedavg | fedprox); then predict and write the submission."""
+    from pipelines.federated.run import check_federated
     from pipelines.federated.run import federate as federate_run
     from pipelines.predict import predict as predict_run
     from pipelines.prepare import prepare as prepare_data
 
     start = time.perf_counter()
     cfg = _config(competition, overrides, override)
+    check_federated(cfg)
     prepare_data(cfg, log=_log)
     metrics = federate_run(cfg, log=_log, superlink=superlink, verbose=_options["verbose"])
     metrics.update(predict_run(metrics["run_dir"], log=_log))

@@ -236,7 +236,8 @@ class FederatedConfig(Section):
 
     clients: int = Field(10, ge=1)  # clients the training split is dealt out to
     rounds: int = Field(20, ge=1)  # rounds of: send the global model, train locally, average
-    fraction: float = Field(1.0, gt=0, le=1)  # share of the clients sampled each round
+    fraction: float = Field(1.0, gt=0, le=1)  # share of the connected clients each round samples
+    min_clients: int | None = Field(None, ge=1)  # connected clients a round waits for; None: all
     local_epochs: int = Field(1, ge=1)  # epochs each sampled client trains on its rows
     strategy: Literal["fedavg", "fedprox"] = "fedavg"  # Flower's FedAvg or FedProx
     mu: float = Field(0.01, ge=0)  # fedprox: weight of the proximal term μ/2 · ‖w − w_global‖²

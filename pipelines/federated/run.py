@@ -25,6 +25,7 @@ import pandas as pd
 
 from kapps.errors import ConfigError, KappsError
 from pipelines.federated.partition import class_counts, partition
+from pipelines.federated.server import ROUND_PREFIX
 from pipelines.plots import plot_partition, plot_rounds
 from pipelines.predict import predict
 from pipelines.runs import update_json, write_text
@@ -44,6 +45,11 @@ def check_federated(cfg):
         raise ConfigError("a federation trains one global model: set cv.folds=1")
     if cfg.continual.scenario is not None:
         raise ConfigError("continual.scenario and kapps federate do not combine")
+    f = cfg.federated
+    if f.min_clients is not None and f.min_clients > f.clients:
+        raise ConfigError(
+            f"federated.min_clients {f.min_clients} is more than federated.clients {f.clients}"
+        )
 
 
 def federate(cfg, log=print, *, run_dir=None, superlink=None, verbose=False):
@@ -58,7 +64,7 @@ def federate(cfg, log=print, *, run_dir=None, superlink=None, verbose=False):
     check_federated(cfg)
     cfg, task, run, notes = resolve_run(cfg, run_dir or cfg.run_dir(federated=True))
     f = cfg.federated
-    with run.lock():
+    with run.lock(), _flower_logs(verbose):
         run.reset()
         write_text(run.config, cfg.to_yaml())
         for note in notes:
@@ -70,7 +76,7 @@ def federate(cfg, log=print, *, run_dir=None, superlink=None, verbose=False):
             f"{f.local_epochs} local epoch(s), {where}"
         )
         if superlink:
-            _deploy(run, superlink, log)
+            _deploy(run, superlink, log, verbose)
         else:
             _simulate(cfg, run, log, verbose)
         metrics = update_json(run.metrics)
@@ -111,16 +117,15 @@ def _simulate(cfg, run, log, verbose):
         serve(grid, cfg, run, log)
 
     init_args = {} if verbose else {"log_to_driver": False, "logging_level": logging.ERROR}
-    with _flower_logs(verbose):
-        run_simulation(
-            server_app=server,
-            client_app=client_app,
-            num_supernodes=f.clients,
-            backend_config={
-                "client_resources": {"num_cpus": f.cpus_per_client, "num_gpus": f.gpus_per_client},
-                "init_args": init_args,
-            },
-        )
+    run_simulation(
+        server_app=server,
+        client_app=client_app,
+        num_supernodes=f.clients,
+        backend_config={
+            "client_resources": {"num_cpus": f.cpus_per_client, "num_gpus": f.gpus_per_client},
+            "init_args": init_args,
+        },
+    )
 
 
 @contextlib.contextmanager
@@ -140,10 +145,12 @@ def _flower_logs(verbose):
             logger.setLevel(level)
 
 
-def _deploy(run, superlink, log):
+def _deploy(run, superlink, log, verbose):
     """The rounds on a running SuperLink: `flwr run` sends it `flower_app/`, whose ServerApp
-    (started by the SuperLink on its machine) writes this run folder."""
+    (started by the SuperLink on its machine) writes this run folder. The ServerApp's own
+    lines come back through `flwr run --stream`; Flower's only with `verbose`."""
     flwr = shutil.which("flwr") or str(Path(sys.executable).with_name("flwr"))
+    tail = []
     with tempfile.TemporaryDirectory(prefix="kapps-flwr-") as home:
         Path(home, "config.toml").write_text(
             f'[superlink]\ndefault = "kapps"\n\n[superlink.kapps]\n'
@@ -154,13 +161,18 @@ def _deploy(run, superlink, log):
             "--run-config", f'run-dir="{run.path.resolve()}"',
         ]  # fmt: skip
         env = {**os.environ, "FLWR_HOME": home}
-        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        with subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ) as flower:
+            for line in flower.stdout:
+                line = line.rstrip()
+                tail = [*tail[-2:], line]
+                if verbose or line.startswith(ROUND_PREFIX):
+                    log(line)
     if not run.metrics.is_file():
-        tail = (done.stdout + done.stderr).strip().splitlines()[-3:]
         raise FederationUnreachable(
             f"the federation on {superlink} did not finish: " + " / ".join(tail)
         )
-    log(f"the SuperLink on {superlink} finished the rounds")
 
 
 class FederationUnreachable(KappsError):

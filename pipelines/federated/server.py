@@ -8,6 +8,7 @@ out of that round), scores the new global model on the validation split,
 appends the round to `history.csv` and keeps the best as `best.keras`.
 """
 
+import random
 import time
 
 import keras
@@ -22,6 +23,7 @@ from pipelines.tasks import get_task
 from pipelines.train import build_optimizer
 
 CONFIG_KEY = "kapps-config"  # the run's config.yaml, in every training message's config
+ROUND_PREFIX = "round "  # how the line the server logs after each round starts
 
 
 class FederationFailed(KappsError):
@@ -62,17 +64,33 @@ class AccountedFedProx(_Accounted, FedProx):
 
 
 def make_strategy(f):
-    """Flower's strategy for `federated` settings `f`: every sampled client must be up."""
-    sampled = max(1, round(f.fraction * f.clients))
+    """Flower's strategy for `federated` settings `f`.
+
+    A round starts once `min_clients` clients (all, by default) are connected
+    and samples `fraction` of those connected; a client lost for good stalls
+    the next rounds unless `min_clients` allows for it (Flower waits).
+    """
+    least = f.min_clients or f.clients
     common = {
         "fraction_train": f.fraction,
         "fraction_evaluate": 0.0,  # the server scores the global model itself
-        "min_train_nodes": sampled,
-        "min_available_nodes": f.clients,
+        "min_train_nodes": max(1, int(f.fraction * least)),
+        "min_available_nodes": least,
     }
     if f.strategy == "fedprox":
         return AccountedFedProx(proximal_mu=f.mu, **common)
     return AccountedFedAvg(**common)
+
+
+def initial_model(cfg, task, data):
+    """The global model before round 1, seeded by `train.seed`, compiled as a centralised
+    run's model (so best.keras loads, and resumes, like any run's)."""
+    keras.utils.set_random_seed(cfg.train.seed)
+    model = task.build_model(data.model_args)
+    optimizer = build_optimizer(cfg.train, steps_per_epoch(data.train_size, cfg.train.batch_size))
+    optimizer.build(model.trainable_variables)
+    model.compile(optimizer=optimizer, **task.compile_args())
+    return model
 
 
 class GlobalModel:
@@ -80,13 +98,7 @@ class GlobalModel:
 
     def __init__(self, cfg, task, data, run, log):
         self.cfg, self.data, self.run, self.log = cfg, data, run, log
-        self.model = task.build_model(data.model_args)
-        # compiled as a centralised run's, so best.keras loads (and resumes) like any run's
-        optimizer = build_optimizer(
-            cfg.train, steps_per_epoch(data.train_size, cfg.train.batch_size)
-        )
-        optimizer.build(self.model.trainable_variables)
-        self.model.compile(optimizer=optimizer, **task.compile_args())
+        self.model = initial_model(cfg, task, data)
         self.monitor, self.mode = task.monitor()
         self.best, self.rows, self.start = None, [], time.perf_counter()
 
@@ -116,9 +128,10 @@ class GlobalModel:
         if server_round:
             shown = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith("val_"))
             failed = f", {row['failed']} failed" if row["failed"] else ""
+            rounds = self.cfg.federated.rounds
             self.log(
-                f"round {server_round}/{self.cfg.federated.rounds}: {row['clients']} clients"
-                f"{failed}, client loss {row['loss']:.4f}, {shown}"
+                f"{ROUND_PREFIX}{server_round}/{rounds}: {row['clients']} clients{failed}, "
+                f"client loss {row['loss']:.4f}, {shown}"
             )
         return MetricRecord({k: float(v) for k, v in scores.items()})
 
@@ -128,7 +141,7 @@ def serve(grid, cfg, run, log=print):
     metrics of the best global model (also written to the run's metrics.json)."""
     f = cfg.federated
     task = get_task(cfg)
-    keras.utils.set_random_seed(cfg.train.seed)
+    random.seed(f.seed)  # Flower samples each round's clients with Python's `random`
     data = task.training_data(run)
     server = GlobalModel(cfg, task, data, run, log)
     strategy = make_strategy(f)

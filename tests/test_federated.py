@@ -1,0 +1,181 @@
+"""Federated learning: the partitions, FedAvg's average, a simulation, bad input.
+
+The deployment (a SuperLink and SuperNodes as separate processes) is in
+test_federated_deployment.py.
+"""
+
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from kapps.errors import ConfigError
+from pipelines.federated.partition import class_counts, partition
+from tests import replicas
+from tests.conftest import assert_one_line_error
+
+NO_AUGMENT = ["augment.rotation=0", "augment.translation=0", "augment.zoom=0"]
+
+
+def test_iid_partition_deals_every_row_once_in_near_equal_shares():
+    owner = partition(np.zeros(103, dtype=int), 10, "iid", seed=1)
+    assert owner.shape == (103,) and set(owner) == set(range(10))
+    sizes = np.bincount(owner)
+    assert sizes.max() - sizes.min() <= 1 and sizes.sum() == 103
+
+
+@pytest.mark.parametrize("alpha", [0.1, 1.0, 10.0])
+def test_dirichlet_partition_has_the_spread_its_alpha_implies(alpha):
+    classes, per_class, clients = 200, 400, 10
+    labels = np.repeat(np.arange(classes), per_class)
+    owner = partition(labels, clients, "dirichlet", alpha=alpha, seed=0)
+    counts = class_counts(owner, labels, clients, classes)
+    assert counts.sum() == len(labels)  # every row exactly once
+    assert (counts.sum(axis=0) == per_class).all()
+    shares = counts / per_class  # a class's shares over the clients: one Dirichlet draw each
+    # Dirichlet(α, …, α) over K clients: each share has mean 1/K, variance (K−1)/(K²(Kα+1))
+    expected = (clients - 1) / (clients**2 * (clients * alpha + 1))
+    assert shares.mean() == pytest.approx(1 / clients)
+    assert shares.var() == pytest.approx(expected, rel=0.2)
+
+
+def test_small_alpha_gives_each_client_few_classes():
+    labels = np.repeat(np.arange(10), 150)
+    counts = class_counts(partition(labels, 10, "dirichlet", alpha=0.1, seed=3), labels, 10, 10)
+    top_two = np.sort(counts, axis=1)[:, -2:].sum(axis=1) / counts.sum(axis=1)
+    assert np.median(top_two) > 0.8  # mostly one or two digits per client
+    iid = class_counts(partition(labels, 10, "iid", seed=3), labels, 10, 10)
+    assert (iid > 0).all()
+
+
+def test_a_partition_refuses_more_clients_than_rows():
+    with pytest.raises(ConfigError, match="more than the 5 training rows"):
+        partition(np.arange(5), 6)
+
+
+@pytest.fixture
+def digit_recognizer(competition):
+    folder = competition("digit-recognizer")
+    replicas.digit_recognizer(folder / "data", n_train=200, n_test=20)
+    return folder
+
+
+def test_one_fedavg_round_of_one_step_is_the_clients_average(digit_recognizer, workdir):
+    """Two equal clients, one full-batch step each: the global model is their mean."""
+    from pipelines.config import load_config
+    from pipelines.federated.client import train_round
+    from pipelines.federated.run import federate
+    from pipelines.federated.server import initial_model
+    from pipelines.runs import RunFolder
+    from pipelines.tasks import get_task
+
+    overrides = [
+        *NO_AUGMENT,
+        "federated.clients=2",
+        "federated.rounds=1",
+        "federated.centralised=false",
+        "train.batch_size=128",  # 90 rows a client: one step an epoch
+        "data.val_fraction=0.1",
+    ]
+    cfg = load_config(digit_recognizer, overrides)
+    metrics = federate(cfg, log=lambda _: None)
+    run = RunFolder(metrics["run_dir"])
+    history = pd.read_csv(run.history)
+    assert history["round"].tolist() == [0, 1] and history["clients"].tolist() == [0, 2]
+    # the same clients, in this process, from the same initial weights
+    resolved = load_config(run.config)
+    task = get_task(resolved)
+    start = initial_model(resolved, task, task.training_data(run)).get_weights()
+    text = run.config.read_text()
+    updates = [train_round(text, k, start, 1, 0.0) for k in (0, 1)]
+    sizes = [examples for _, examples, _ in updates]
+    assert sizes[0] == sizes[1] == 90
+    expected = [(a + b) / 2 for a, b in zip(updates[0][0], updates[1][0], strict=True)]
+    federated = keras.saving.load_model(run.best_model).get_weights()
+    moved = [not np.allclose(a, b) for a, b in zip(start, expected, strict=True)]
+    assert any(moved)  # the step changed the weights, so the comparison means something
+    for got, want in zip(federated, expected, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    partition_csv = pd.read_csv(run.partition)
+    assert sorted(partition_csv["client"].value_counts().tolist()) == [90, 90]
+
+
+def test_fedprox_simulation_of_two_clients_writes_a_valid_submission(
+    digit_recognizer, cli, workdir
+):
+    result = cli(
+        "federate",
+        digit_recognizer,
+        "federated.clients=2",
+        "federated.rounds=2",
+        "federated.strategy=fedprox",
+        "federated.mu=0.1",
+        "federated.partition=dirichlet",
+        "federated.alpha=1.0",
+        "train.epochs=2",
+    )
+    assert result.exit_code == 0, result.output
+    assert "round 2/2: 2 clients" in result.output
+    run_dir = next((workdir / "runs" / "digit-recognizer").iterdir())
+    assert run_dir.name.startswith("lenet5-federated-")
+    history = pd.read_csv(run_dir / "history.csv")
+    assert history["round"].tolist() == [0, 1, 2]
+    assert (history["bytes_down"][1:] == history["bytes_up"][1:]).all()
+    model_bytes = sum(
+        w.nbytes for w in keras.saving.load_model(run_dir / "best.keras").get_weights()
+    )
+    assert history["bytes_down"][1] == pytest.approx(2 * model_bytes, rel=0.01)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["federated"]["strategy"] == "fedprox"
+    assert "accuracy" in metrics["centralised"]["validation"]
+    for plot in ("curves", "partition", "confusion_matrix"):
+        assert (run_dir / f"{plot}.png").is_file()
+    assert (run_dir / "centralised" / "best.keras").is_file()
+    submission = pd.read_csv(run_dir / "submission.csv")
+    assert submission["ImageId"].tolist() == list(range(1, 21))
+    assert cli("submit", run_dir).exit_code == 0
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["federated"]["mu"] == 0.1
+
+
+def test_the_proximal_term_pulls_towards_the_anchor():
+    from pipelines.federated.client import Proximal
+
+    inner = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model = Proximal(inner)
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.ones((4, 3), "float32"), np.zeros((4, 1), "float32")
+
+    def losses():
+        data = np.mean(keras.ops.convert_to_numpy(keras.losses.mean_squared_error(y, inner(x))))
+        return float(model.compute_loss(x, y, model(x), training=False)), float(data)
+
+    total, data = losses()
+    assert total == pytest.approx(data)  # μ = 0: FedAvg's loss
+    model.anchor(2.0)
+    inner.set_weights([w + 1.0 for w in inner.get_weights()])  # 4 weights, each moved by 1
+    total, data = losses()
+    assert total == pytest.approx(data + 0.5 * 2.0 * 4, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["federated.clients=500"], "more than the 180 training rows"),
+        (["federated.alpha=0", "federated.partition=dirichlet"], "federated.alpha"),
+        (["federated.strategy=fedsgd"], "federated.strategy"),
+        (["federated.clients=3", "federated.min_clients=4"], "min_clients 4 is more"),
+        (["cv.folds=3"], "cv.folds=1"),
+    ],
+)
+def test_bad_federations_are_one_line(digit_recognizer, cli, overrides, message):
+    assert_one_line_error(cli("federate", digit_recognizer, *overrides), message)
+
+
+def test_federate_needs_a_classification_competition(competition, cli):
+    assert_one_line_error(
+        cli("federate", competition("shapes-seg")), "over a classification competition"
+    )
