@@ -57,6 +57,19 @@ SCRIPTS = {
         ["--seeds", "1", "--epochs", "1", "--scenarios", "class_il", "--buffers", "200"],
         {},
     ),
+    "federated": (
+        [],
+        [
+            "--seeds",
+            "1",
+            "--cells",
+            "iid:fedavg",
+            "federated.clients=2",
+            "federated.rounds=1",
+            "federated.local_epochs=1",
+        ],
+        {},
+    ),
     "time_to_98": ([], ["--repeats", "1", "--target", "0.5", "--max-epochs", "3"], {}),
     "gpu_train_step": (
         [],

@@ -155,3 +155,12 @@ def test_backends_benchmark_runs_at_tiny_size():
     rows, figures = main(SCRIPTS["backends"][1])
     assert len(rows) == 2 + 1 and len(figures) == 1
     assert float(figures[0].value) > 0
+
+
+@pytest.mark.slow
+def test_federated_benchmark_runs_at_tiny_size():
+    from benchmarks.federated import main
+
+    rows, figures = main(SCRIPTS["federated"][1])
+    assert rows[2].startswith("| all rows | centralised |") and rows[3].startswith("| iid |")
+    assert len(figures) == 1 and figures[0].met in (True, False)
