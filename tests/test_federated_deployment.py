@@ -74,9 +74,14 @@ def test_a_deployed_federation_drops_a_killed_client_and_finishes(competition, w
         here = f" competition-dir='{folder}'"  # where a client machine keeps the competition
         nodes = [
             start(
-                BIN / "flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{port}",
-                "--port", free_port(),
-                "--node-config", f"partition-id={k} num-partitions=3" + (here if k == 0 else ""),
+                BIN / "flower-supernode",
+                "--insecure",
+                "--superlink",
+                f"127.0.0.1:{port}",
+                "--port",
+                free_port(),
+                "--node-config",
+                f"partition-id={k} num-partitions=3" + (here if k == 0 else ""),
                 log=f"supernode-{k}.log",
             )  # fmt: skip
             for k in range(3)
