@@ -22,17 +22,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from flwr.serverapp import ServerApp
+from flwr.simulation import run_simulation
 
 from kapps.errors import ConfigError, KappsError
+from pipelines.federated.app import client_app
 from pipelines.federated.partition import class_counts, partition
-from pipelines.federated.server import ROUND_PREFIX
+from pipelines.federated.server import ROUND_PREFIX, serve
 from pipelines.plots import plot_partition, plot_rounds
 from pipelines.predict import predict
-from pipelines.runs import update_json, write_text
+from pipelines.runs import read_json, update_json, write_text
 from pipelines.train import resolve_run, train
 
 APP_DIR = Path(__file__).with_name("flower_app")  # what `flwr run` sends to a SuperLink
-os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")  # Flower reports usage unless told not to
+WAITING = "Waiting for nodes to connect"  # Flower's line while too few SuperNodes are up
 
 
 def check_federated(cfg):
@@ -56,9 +59,9 @@ def federate(cfg, log=print, *, run_dir=None, superlink=None, verbose=False):
     """Train `cfg`'s model federated; returns metrics.json with `run_dir` added.
 
     Args:
-        superlink: address of a running Flower SuperLink (its Control API, e.g.
-            10.0.0.1:9093) whose SuperNodes are the clients; None simulates
-            `federated.clients` clients on this machine.
+        superlink: address of a running Flower SuperLink (HOST:PORT, its
+            `--port`, 8000 by default) whose SuperNodes are the clients; None
+            simulates `federated.clients` clients on this machine.
         verbose: keep Flower's and Ray's own log lines.
     """
     check_federated(cfg)
@@ -79,13 +82,10 @@ def federate(cfg, log=print, *, run_dir=None, superlink=None, verbose=False):
             _deploy(run, superlink, log, verbose)
         else:
             _simulate(cfg, run, log, verbose)
-        metrics = update_json(run.metrics)
-        reference = None
         if f.centralised:
-            reference = _centralised(cfg, run, log)
-            metrics = update_json(run.metrics, centralised=reference)
-        _plot(cfg, run, reference)
-    return {**metrics, "run_dir": str(run.path)}
+            update_json(run.metrics, centralised=_centralised(cfg, run, log))
+        _plot(cfg, run)
+    return {**read_json(run.metrics), "run_dir": str(run.path)}
 
 
 def deal(cfg, task, run):
@@ -98,17 +98,10 @@ def deal(cfg, task, run):
     counts = class_counts(owner, labels, f.clients, len(cfg.data.classes))
     scheme = "IID" if f.partition == "iid" else f"Dirichlet α = {f.alpha:g}"
     plot_partition(counts, cfg.data.classes, run.plot("partition"), f"{scheme}: rows per client")
-    return owner
 
 
 def _simulate(cfg, run, log, verbose):
     """The rounds under Flower's simulation engine: one Ray actor per concurrent client."""
-    from flwr.serverapp import ServerApp
-    from flwr.simulation import run_simulation
-
-    from pipelines.federated.app import client_app
-    from pipelines.federated.server import serve
-
     f = cfg.federated
     server = ServerApp()
 
@@ -164,11 +157,15 @@ def _deploy(run, superlink, log, verbose):
         with subprocess.Popen(
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         ) as flower:
+            waiting = False
             for line in flower.stdout:
                 line = line.rstrip()
                 tail = [*tail[-2:], line]
                 if verbose or line.startswith(ROUND_PREFIX):
                     log(line)
+                elif WAITING in line and not waiting:  # Flower says it each second
+                    log(line[line.index(WAITING) :])
+                    waiting = True
     if not run.metrics.is_file():
         raise FederationUnreachable(
             f"the federation on {superlink} did not finish: " + " / ".join(tail)
@@ -196,11 +193,11 @@ def _centralised(cfg, run, log):
     }
 
 
-def _plot(cfg, run, reference):
+def _plot(cfg, run):
     history = pd.read_csv(run.history)
     metric = "accuracy" if "val_accuracy" in history else "loss"
     curve = None
-    if reference is not None:
+    if cfg.federated.centralised:
         central = pd.read_csv(run.centralised.history)
         curve = pd.Series(central[f"val_{metric}"].to_numpy(), index=np.arange(1, len(central) + 1))
     f = cfg.federated

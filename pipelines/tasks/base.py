@@ -102,8 +102,8 @@ class Task:
 
     # Data ------------------------------------------------------------------
     def training_data(self, run, rows=None) -> TrainingData:
-        """Batches for `fit`; `rows` (training-CSV rows) keeps only those of the training
-        split: one client's share in federated learning (`training_rows` deals them)."""
+        """Batches for `fit`. `rows` (training-CSV rows; classification only) keeps just
+        those of the training split: a federated client's share."""
         raise NotImplementedError
 
     def test_data(self, run) -> TestSet:
