@@ -7,7 +7,8 @@ local epochs, the competition's settings) with that `federated.partition` and
 initial weights: `federated.seed` = `train.seed` = seed). The reference is the
 same model trained centrally for rounds × local epochs epochs with the same
 `train.seed`, side by side in this run; the gap is federated − centralised,
-in points. Bytes per round are the model's size × the clients, each way.
+in points. Bytes per round are the model's size × the clients, each way; a
+second table gives the global model's validation accuracy after chosen rounds.
 
     python -m benchmarks.federated [--seeds 3] [--cells iid:fedavg,dirichlet:fedavg,...]
         [KEY=VALUE ...]
@@ -18,6 +19,8 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+
+import pandas as pd
 
 from benchmarks.common import Figure, add_figures_argument, write_figures
 from pipelines.config import load_config
@@ -46,7 +49,8 @@ def main(argv=None):
     folder = REPO / "competitions" / "digits"
     prepare(load_config(folder), log=QUIET)
     cells = [tuple(cell.split(":")) for cell in args.cells.split(",")]
-    gaps, accuracy, seconds, sent, start = {}, {}, {}, {}, time.perf_counter()
+    gaps, accuracy, seconds, sent, curves = {}, {}, {}, {}, {}
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory() as runs:
         for seed in range(args.seeds):
             common = [*args.overrides, f"run.dir={runs}", f"train.seed={seed}"]
@@ -72,6 +76,8 @@ def main(argv=None):
                 metrics = federate(cfg, log=QUIET)
                 score = test_accuracy(metrics["run_dir"])
                 key = (partition, strategy)
+                history = pd.read_csv(Path(metrics["run_dir"]) / "history.csv")
+                curves.setdefault(key, []).append(history.set_index("round")["val_accuracy"])
                 accuracy.setdefault(key, []).append(score)
                 gaps.setdefault(key, []).append(100 * (score - reference))
                 seconds.setdefault(key, []).append(metrics["train_seconds"])
@@ -89,6 +95,7 @@ def main(argv=None):
             f"| {name} | {key[1]} | {_mean_std(accuracy[key], 100)} | {_mean_std(gaps[key])} "
             f"| {sent[key] / 1e6:.2f} | {statistics.mean(seconds[key]):.0f} |"
         )
+    rows += ["", *_per_round(cells, curves, args.alpha)]
     print(f"{args.seeds} seeds; {time.perf_counter() - start:.0f} s")
     print("\n".join(rows))
     figures = []
@@ -104,6 +111,19 @@ def main(argv=None):
         )
     write_figures(args.figures, figures)
     return rows, figures
+
+
+def _per_round(cells, curves, alpha):
+    """Validation accuracy of the global model after chosen rounds, mean over the seeds."""
+    rounds = curves[cells[0]][0].index[1:]
+    shown = sorted({1, 2, 5, 10, 15, *rounds[-1:]} & set(rounds))
+    header = "| validation accuracy after round | " + " | ".join(map(str, shown)) + " |"
+    rows = [header, "|---|" + "---|" * len(shown)]
+    for key in cells:
+        mean = pd.concat(curves[key], axis=1).mean(axis=1)
+        name = f"{key[0] if key[0] == 'iid' else f'dirichlet α = {alpha:g}'}, {key[1]}"
+        rows.append(f"| {name} | " + " | ".join(f"{100 * mean[r]:.1f}" for r in shown) + " |")
+    return rows
 
 
 def _mean_std(values, scale=1.0):
