@@ -108,6 +108,11 @@ class RunFolder:
         return self.path / "partition.csv"
 
     @property
+    def global_weights(self):
+        """A federated run's global weights after its last finished round, for resuming."""
+        return self.backup / "global.npz"
+
+    @property
     def centralised(self):
         """A federated run's reference: the same model trained on all rows, an ordinary run."""
         return RunFolder(self.path / "centralised")

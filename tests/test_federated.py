@@ -103,10 +103,12 @@ def test_one_fedavg_round_of_one_step_is_the_clients_average(digit_recognizer, w
     assert sorted(partition_csv["client"].value_counts().tolist()) == [90, 90]
 
 
-def test_fedprox_simulation_of_two_clients_writes_a_valid_submission(
-    digit_recognizer, cli, workdir
+def test_fedprox_simulation_of_two_clients_stops_resumes_and_writes_a_submission(
+    digit_recognizer, cli, workdir, monkeypatch
 ):
-    result = cli(
+    from pipelines.federated.server import GlobalModel
+
+    command = [
         "federate",
         digit_recognizer,
         "federated.clients=2",
@@ -115,14 +117,30 @@ def test_fedprox_simulation_of_two_clients_writes_a_valid_submission(
         "federated.mu=0.1",
         "federated.partition=dirichlet",
         "federated.alpha=1.0",
-        "train.epochs=2",
-    )
-    assert result.exit_code == 0, result.output
-    assert "round 2/2: 2 clients" in result.output
+    ]
+    evaluate = GlobalModel.evaluate
+
+    def stop_in_round_two(self, flower_round, arrays, strategy):
+        if flower_round + self.done == 2:
+            raise RuntimeError("the server stopped")
+        return evaluate(self, flower_round, arrays, strategy)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(GlobalModel, "evaluate", stop_in_round_two)
+        stopped = cli(*command)
+    assert isinstance(stopped.exception, RuntimeError), stopped.output
     run_dir = next((workdir / "runs" / "digit-recognizer").iterdir())
     assert run_dir.name.startswith("lenet5-federated-")
+    first = pd.read_csv(run_dir / "history.csv")
+    assert first["round"].tolist() == [0, 1]
+
+    result = cli(*command)  # the same command resumes after round 1
+    assert result.exit_code == 0, result.output
+    assert "after round 1" in result.output and "round 1/2" not in result.output
+    assert "round 2/2: 2 clients" in result.output
     history = pd.read_csv(run_dir / "history.csv")
     assert history["round"].tolist() == [0, 1, 2]
+    pd.testing.assert_frame_equal(history.iloc[:2], first)
     assert (history["bytes_down"][1:] == history["bytes_up"][1:]).all()
     model_bytes = sum(
         w.nbytes for w in keras.saving.load_model(run_dir / "best.keras").get_weights()

@@ -17,7 +17,7 @@ from flwr.serverapp import Grid, ServerApp
 from kapps.errors import ConfigError
 from pipelines.config import load_config
 from pipelines.federated.client import train_round
-from pipelines.federated.server import CONFIG_KEY, serve
+from pipelines.federated.server import CONFIG_KEY, OFFSET_KEY, serve
 from pipelines.runs import RunFolder
 
 client_app = ClientApp()
@@ -42,7 +42,7 @@ def _train(msg: Message, context: Context) -> Message:
         text,
         client,
         msg.content["arrays"].to_numpy_ndarrays(),
-        int(config["server-round"]),
+        int(config["server-round"]) + int(config.get(OFFSET_KEY, 0)),
         float(config.get("proximal-mu", 0.0)),
     )
     reply = RecordDict(

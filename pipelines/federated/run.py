@@ -7,7 +7,9 @@ that answered, mean client loss, the global model's validation scores, bytes
 sent each way), `best.keras` (the best round's global model, what `predict`
 uses), `metrics.json`, `curves.png` (validation accuracy per round against the
 centralised run's per epoch) and `centralised/`, an ordinary run of the same
-model for rounds × local epochs. A federation restarts from round 1.
+model for rounds × local epochs. After each round the global weights are kept
+(`backup/global.npz`), so the same command resumes a stopped federation after
+its last finished round.
 """
 
 import contextlib
@@ -28,7 +30,7 @@ from flwr.simulation import run_simulation
 from kapps.errors import ConfigError, KappsError
 from pipelines.federated.app import client_app
 from pipelines.federated.partition import class_counts, partition
-from pipelines.federated.server import ROUND_PREFIX, serve
+from pipelines.federated.server import ROUND_PREFIX, resume_point, serve
 from pipelines.plots import plot_partition, plot_rounds
 from pipelines.predict import predict
 from pipelines.runs import read_json, update_json, write_text
@@ -68,10 +70,14 @@ def federate(cfg, log=print, *, run_dir=None, superlink=None, verbose=False):
     cfg, task, run, notes = resolve_run(cfg, run_dir or cfg.run_dir(federated=True))
     f = cfg.federated
     with run.lock(), _flower_logs(verbose):
-        run.reset()
+        if not cfg.train.resume:
+            run.reset()
         write_text(run.config, cfg.to_yaml())
         for note in notes:
             log(note)
+        done = resume_point(run, cfg.train.resume)[0]
+        if done:
+            log(f"resuming {run} after round {done} (train.resume=false starts afresh)")
         deal(cfg, task, run)
         where = f"SuperLink {superlink}" if superlink else "simulated on this machine"
         log(

@@ -12,17 +12,19 @@ import random
 import time
 
 import keras
+import numpy as np
 import pandas as pd
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
 from flwr.serverapp.strategy import FedAvg, FedProx
 
 from kapps.errors import KappsError
 from pipelines.data.batching import steps_per_epoch
-from pipelines.runs import update_json, write_text
+from pipelines.runs import atomic_write, update_json, write_text
 from pipelines.tasks import get_task
 from pipelines.train import build_optimizer
 
 CONFIG_KEY = "kapps-config"  # the run's config.yaml, in every training message's config
+OFFSET_KEY = "kapps-rounds-done"  # rounds finished before this start (a resumed federation)
 ROUND_PREFIX = "round "  # how the line the server logs after each round starts
 
 
@@ -93,46 +95,80 @@ def initial_model(cfg, task, data):
     return model
 
 
+def resume_point(run, resume=True):
+    """`(rounds finished, their global weights or None, their history rows)` of a run.
+
+    History and weights are written in that order after each round, so a run
+    killed in between keeps only the rounds whose weights were saved.
+    """
+    if not resume or not run.global_weights.is_file():
+        return 0, None, []
+    with np.load(run.global_weights) as saved:
+        done = int(saved["round"])
+        weights = [saved[f"w{i}"] for i in range(len(saved.files) - 1)]
+    rows = pd.read_csv(run.history) if run.history.is_file() else pd.DataFrame({"round": []})
+    rows = rows[rows["round"] <= done].to_dict("records")
+    return done, weights, rows
+
+
 class GlobalModel:
     """Scores the global weights after each round and writes the round to the run folder."""
 
-    def __init__(self, cfg, task, data, run, log):
+    def __init__(self, cfg, task, data, run, log, done=0, rows=()):
         self.cfg, self.data, self.run, self.log = cfg, data, run, log
         self.model = initial_model(cfg, task, data)
         self.monitor, self.mode = task.monitor()
-        self.best, self.rows, self.start = None, [], time.perf_counter()
+        self.done, self.rows = done, list(rows)
+        scores = [r[self.monitor] for r in self.rows if r["round"] > 0]
+        pick = min if self.mode == "min" else max
+        self.best = pick(scores) if scores else None
+        elapsed = self.rows[-1]["seconds"] if self.rows else 0.0
+        self.start = time.perf_counter() - elapsed
 
-    def evaluate(self, server_round, arrays, strategy):
-        self.model.set_weights(arrays.to_numpy_ndarrays())
+    def evaluate(self, flower_round, arrays, strategy):
+        """Flower's `evaluate_fn`: round 0 is the starting weights (a resumed run's were
+        scored before it stopped)."""
+        server_round = flower_round + self.done
+        if flower_round == 0 and self.done:
+            return None
+        weights = arrays.to_numpy_ndarrays()
+        self.model.set_weights(weights)
         scores = self.model.evaluate(self.data.val, verbose=0, return_dict=True)
+        after = server_round > 0
         row = {
             "round": server_round,
             "local_epochs": self.cfg.federated.local_epochs,
-            "clients": getattr(strategy, "replies", 0) if server_round else 0,
-            "failed": getattr(strategy, "failures", 0) if server_round else 0,
-            "loss": getattr(strategy, "client_loss", None) if server_round else None,
+            "clients": getattr(strategy, "replies", 0) if after else 0,
+            "failed": getattr(strategy, "failures", 0) if after else 0,
+            "loss": getattr(strategy, "client_loss", None) if after else None,
             **{f"val_{k}": float(v) for k, v in scores.items()},
-            "bytes_down": getattr(strategy, "bytes_down", 0) if server_round else 0,
-            "bytes_up": getattr(strategy, "bytes_up", 0) if server_round else 0,
+            "bytes_down": getattr(strategy, "bytes_down", 0) if after else 0,
+            "bytes_up": getattr(strategy, "bytes_up", 0) if after else 0,
             "seconds": round(time.perf_counter() - self.start, 1),
         }
         self.rows.append(row)
         write_text(self.run.history, pd.DataFrame(self.rows).to_csv(index=False))
+        if not after:
+            return MetricRecord({k: float(v) for k, v in scores.items()})
         value = row.get(self.monitor)
-        better = value is not None and (
+        if value is not None and (
             self.best is None or (value < self.best if self.mode == "min" else value > self.best)
-        )
-        if better and server_round:
+        ):
             self.best = value
             self.model.save(self.run.best_model)
-        if server_round:
-            shown = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith("val_"))
-            failed = f", {row['failed']} failed" if row["failed"] else ""
-            rounds = self.cfg.federated.rounds
-            self.log(
-                f"{ROUND_PREFIX}{server_round}/{rounds}: {row['clients']} clients{failed}, "
-                f"client loss {row['loss']:.4f}, {shown}"
-            )
+        arrays = {f"w{i}": w for i, w in enumerate(weights)}
+
+        def save(tmp):  # to an open file: given a name, np.savez would append ".npz"
+            with open(tmp, "wb") as file:
+                np.savez(file, round=server_round, **arrays)
+
+        atomic_write(self.run.global_weights, save)
+        shown = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith("val_"))
+        failed = f", {row['failed']} failed" if row["failed"] else ""
+        self.log(
+            f"{ROUND_PREFIX}{server_round}/{self.cfg.federated.rounds}: {row['clients']} "
+            f"clients{failed}, client loss {row['loss']:.4f}, {shown}"
+        )
         return MetricRecord({k: float(v) for k, v in scores.items()})
 
 
@@ -141,19 +177,21 @@ def serve(grid, cfg, run, log=print):
     metrics of the best global model (also written to the run's metrics.json)."""
     f = cfg.federated
     task = get_task(cfg)
-    random.seed(f.seed)  # Flower samples each round's clients with Python's `random`
+    done, weights, rows = resume_point(run, cfg.train.resume)
+    random.seed(f.seed + done)  # Flower samples each round's clients with Python's `random`
     data = task.training_data(run)
-    server = GlobalModel(cfg, task, data, run, log)
+    server = GlobalModel(cfg, task, data, run, log, done, rows)
     strategy = make_strategy(f)
-    config = ConfigRecord({CONFIG_KEY: run.config.read_text()})
-    strategy.start(
-        grid,
-        ArrayRecord(server.model.get_weights()),
-        num_rounds=f.rounds,
-        timeout=f.round_timeout,
-        train_config=config,
-        evaluate_fn=lambda rnd, arrays: server.evaluate(rnd, arrays, strategy),
-    )
+    config = ConfigRecord({CONFIG_KEY: run.config.read_text(), OFFSET_KEY: done})
+    if done < f.rounds:
+        strategy.start(
+            grid,
+            ArrayRecord(weights or server.model.get_weights()),
+            num_rounds=f.rounds - done,
+            timeout=f.round_timeout,
+            train_config=config,
+            evaluate_fn=lambda rnd, arrays: server.evaluate(rnd, arrays, strategy),
+        )
     model = keras.saving.load_model(run.best_model)
     evaluation = task.evaluate(model, data, run)
     history = pd.DataFrame(server.rows)
