@@ -230,8 +230,8 @@ def federate(
     superlink: Annotated[
         str | None,
         typer.Option(
-            help="a running Flower SuperLink's Control API (HOST:9093) whose SuperNodes are "
-            "the clients; default: simulate the clients on this machine"
+            help="a running Flower SuperLink (HOST:PORT, its --port: 8000 by default) whose "
+            "SuperNodes are the clients; default: simulate the clients on this machine"
         ),
     ] = None,
 ):

@@ -197,3 +197,10 @@ def test_federate_needs_a_classification_competition(competition, cli):
     assert_one_line_error(
         cli("federate", competition("shapes-seg")), "over a classification competition"
     )
+
+
+def test_an_unreachable_superlink_is_one_line(digit_recognizer, cli):
+    from tests.test_federated_deployment import free_port
+
+    result = cli("federate", digit_recognizer, "--superlink", f"127.0.0.1:{free_port()}")
+    assert_one_line_error(result, "did not finish", "SuperLink is unavailable")

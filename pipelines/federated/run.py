@@ -37,6 +37,7 @@ from pipelines.runs import read_json, update_json, write_text
 from pipelines.train import resolve_run, train
 
 APP_DIR = Path(__file__).with_name("flower_app")  # what `flwr run` sends to a SuperLink
+BOX = "│╭╮╰╯─ "  # the frame `flwr` draws around its messages
 WAITING = "Waiting for nodes to connect"  # Flower's line while too few SuperNodes are up
 
 
@@ -166,7 +167,9 @@ def _deploy(run, superlink, log, verbose):
             waiting = False
             for line in flower.stdout:
                 line = line.rstrip()
-                tail = [*tail[-2:], line]
+                text = line.strip(BOX).strip()  # `flwr` frames its errors in a box
+                if text:
+                    tail = [*tail[-5:], text]
                 if verbose or line.startswith(ROUND_PREFIX):
                     log(line)
                 elif WAITING in line and not waiting:  # Flower says it each second
@@ -174,7 +177,7 @@ def _deploy(run, superlink, log, verbose):
                     waiting = True
     if not run.metrics.is_file():
         raise FederationUnreachable(
-            f"the federation on {superlink} did not finish: " + " / ".join(tail)
+            f"the federation on {superlink} did not finish: " + " ".join(tail[-2:])
         )
 
 
