@@ -1,6 +1,6 @@
 """The Flower App of `kapps federate`: one ClientApp and one ServerApp for every run.
 
-Under simulation, `run.simulate` hands `client_app` to Flower's simulation
+Under simulation, `kapps federate` (`run.py`) hands `client_app` to Flower's simulation
 engine with a ServerApp around `serve`. Deployed, the folder `flower_app/`
 (whose pyproject.toml names `client_app` and `server_app` below) is what
 `flwr run` sends to a SuperLink: its ServerApp finds the run folder in the

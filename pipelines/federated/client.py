@@ -85,7 +85,7 @@ class Client:
     cfg: Any
     data: Any
     model: Proximal
-    steps: int
+    scratch: Any  # the folder of its decode cache (`data.cache: disk`), for the process's life
 
 
 _clients: dict = {}  # (config text, client) → Client, for this process's life
@@ -97,14 +97,13 @@ def _client(config_text, client):
         cfg = validate_config(yaml.safe_load(config_text), source="the federation's config")
         task = get_task(cfg)
         keras.utils.set_random_seed(cfg.train.seed + client)
-        with tempfile.TemporaryDirectory(prefix="kapps-client-") as scratch:
-            # a client writes nothing; a disk cache would live in the scratch folder
-            data = task.training_data(RunFolder(scratch), rows=client_rows(cfg, task, client))
+        scratch = tempfile.TemporaryDirectory(prefix="kapps-client-")  # a client writes no run
+        data = task.training_data(RunFolder(scratch.name), rows=client_rows(cfg, task, client))
         steps = steps_per_epoch(data.train_size, cfg.train.batch_size)
         model = Proximal(task.build_model(data.model_args))
         optimizer = build_optimizer(cfg.train, steps, learning_rate=cfg.train.lr)
         model.compile(optimizer=optimizer, **task.compile_args())
-        _clients[key] = Client(cfg, data, model, steps)
+        _clients[key] = Client(cfg, data, model, scratch)
     return _clients[key]
 
 
