@@ -204,3 +204,19 @@ def test_an_unreachable_superlink_is_one_line(digit_recognizer, cli):
 
     result = cli("federate", digit_recognizer, "--superlink", f"127.0.0.1:{free_port()}")
     assert_one_line_error(result, "did not finish", "SuperLink is unavailable")
+
+
+def test_a_round_no_client_survives_is_one_line(digit_recognizer, cli, monkeypatch):
+    """Every client fails (their training file went missing once the server had read its
+    own): the federation stops with one line naming the clients' error."""
+    from pipelines.federated.server import GlobalModel
+
+    start = GlobalModel.__init__
+
+    def then_lose_the_training_file(self, cfg, *args, **kwargs):
+        start(self, cfg, *args, **kwargs)
+        cfg.data_path(cfg.data.train).rename(cfg.data_path("gone.csv"))
+
+    monkeypatch.setattr(GlobalModel, "__init__", then_lose_the_training_file)
+    result = cli("federate", digit_recognizer, "federated.clients=2", "federated.centralised=false")
+    assert_one_line_error(result, "round 1: no client came back (train file not found")

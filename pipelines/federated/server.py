@@ -47,7 +47,7 @@ class _Accounted:
         # a client that crashed answers with an error; one that vanished, not at all
         self.replies, self.failures = len(answered), self.sampled - len(answered)
         if not answered:
-            reasons = "; ".join(sorted({m.error.reason.splitlines()[-1] for m in replies}))
+            reasons = "; ".join(sorted({_reason(m.error.reason) for m in replies}))
             raise FederationFailed(
                 f"round {server_round}: no client came back ({reasons or 'timed out'})"
             )
@@ -55,6 +55,13 @@ class _Accounted:
         arrays, metrics = super().aggregate_train(server_round, answered)
         self.client_loss = float(metrics["loss"]) if metrics and "loss" in metrics else None
         return arrays, metrics
+
+
+def _reason(text):
+    """The client's own message out of Flower's "Exception … occurred. Message: …'>"."""
+    last = text.strip().splitlines()[-1] if text.strip() else ""
+    message = last.split("Message: ", 1)[-1]
+    return message.removesuffix("'>")
 
 
 class AccountedFedAvg(_Accounted, FedAvg):
