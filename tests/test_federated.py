@@ -220,3 +220,16 @@ def test_a_round_no_client_survives_is_one_line(digit_recognizer, cli, monkeypat
     monkeypatch.setattr(GlobalModel, "__init__", then_lose_the_training_file)
     result = cli("federate", digit_recognizer, "federated.clients=2", "federated.centralised=false")
     assert_one_line_error(result, "round 1: no client came back (train file not found")
+
+
+@pytest.mark.parametrize(
+    "wrapped",
+    [
+        "Exception ClientAppException occurred. Message: no rows (run it again)'>",  # simulated
+        "<class 'pipelines.errors.DataError'>:<'no rows (run it again)'>",  # a SuperNode's
+    ],
+)
+def test_a_client_error_is_unwrapped_from_flower_reason(wrapped):
+    from pipelines.federated.server import _reason
+
+    assert _reason(wrapped) == "no rows (run it again)"

@@ -9,6 +9,7 @@ appends the round to `history.csv` and keeps the best as `best.keras`.
 """
 
 import random
+import re
 import time
 
 import keras
@@ -58,10 +59,12 @@ class _Accounted:
 
 
 def _reason(text):
-    """The client's own message out of Flower's "Exception … occurred. Message: …'>"."""
+    """The client's own message out of Flower's wrapping of it: "Exception … occurred.
+    Message: …'>" (simulation) or "<class '…'>:<'…'>" (a SuperNode)."""
     last = text.strip().splitlines()[-1] if text.strip() else ""
-    message = last.split("Message: ", 1)[-1]
-    return message.removesuffix("'>")
+    last = last.split("Message: ", 1)[-1]
+    wrapped = re.search(r":<'(.*)'>$", last)
+    return wrapped.group(1) if wrapped else last.removesuffix("'>")
 
 
 class AccountedFedAvg(_Accounted, FedAvg):
