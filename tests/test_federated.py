@@ -233,3 +233,15 @@ def test_a_client_error_is_unwrapped_from_flower_reason(wrapped):
     from pipelines.federated.server import _reason
 
     assert _reason(wrapped) == "no rows (run it again)"
+
+
+def test_the_learning_rate_follows_a_cosine_over_the_rounds():
+    from types import SimpleNamespace
+
+    from pipelines.federated.client import round_lr
+
+    train = SimpleNamespace(lr=0.01)
+    rates = [round_lr(train, r, 20) for r in range(1, 21)]
+    assert rates[0] == pytest.approx(0.01)
+    assert rates[10] == pytest.approx(0.01 * (0.01 + 0.99 * 0.5))  # half-way down
+    assert all(a > b for a, b in zip(rates, rates[1:], strict=False))

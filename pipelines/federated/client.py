@@ -8,7 +8,6 @@ FedProx adds μ/2 · ‖w − w_global‖² to the loss (Li et al. 2020), with w
 the weights the round started from.
 """
 
-import math
 import tempfile
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +23,6 @@ from pipelines.federated.partition import partition
 from pipelines.runs import RunFolder
 from pipelines.tasks import get_task
 from pipelines.train import build_optimizer
-
-LR_FLOOR = 0.01  # the last round's learning rate, as a share of train.lr (build_optimizer's)
 
 
 class Proximal(keras.Model):
@@ -64,10 +61,10 @@ class Proximal(keras.Model):
 
 
 def round_lr(train, server_round, rounds):
-    """The learning rate of round `server_round` (1-based): `train.lr` decayed by a cosine
-    over the rounds, as `build_optimizer` decays it over a centralised run's steps."""
-    progress = (server_round - 1) / max(1, rounds)
-    return train.lr * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * progress)))
+    """The learning rate of round `server_round` (1-based): `train.lr` decayed over the
+    rounds by the cosine `build_optimizer` decays a centralised run's steps with."""
+    cosine = keras.optimizers.schedules.CosineDecay(train.lr, decay_steps=rounds, alpha=0.01)
+    return float(cosine(server_round - 1))
 
 
 def client_rows(cfg, task, client):
