@@ -1,5 +1,5 @@
 """The `kapps` command line: models | prepare | train | predict | submit | run | federate |
-tune | ensemble | generate.
+pretrain | tune | ensemble | generate.
 
 A user-caused failure (bad config, missing or corrupt file, invalid
 submission) prints one line and exits with status 2; anything else is a bug
@@ -23,7 +23,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipelines.tables import blend_table, scalars, summary_table, tune_table
+from pipelines.tables import (
+    blend_table,
+    label_fraction_table,
+    scalars,
+    summary_table,
+    tune_table,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -250,6 +256,27 @@ def federate(
     metrics.update(predict_run(metrics["run_dir"], log=_log))
     title = f"{cfg.competition.name}: federated in {time.perf_counter() - start:.0f} s"
     console.print(summary_table(metrics, title))
+
+
+@app.command()
+@user_errors
+def pretrain(competition: Competition, overrides: Overrides = None, override: OverrideFiles = None):
+    """Self-supervised pretraining (ssl.task rotation | jigsaw | colorization | simclr) on the
+    competition's images without labels; writes backbone.keras for model.weights, and with
+    ssl.evaluate=true the label-fraction grid against training from scratch."""
+    from pipelines.prepare import prepare as prepare_data
+    from pipelines.ssl.run import check_ssl
+    from pipelines.ssl.run import pretrain as pretrain_run
+
+    start = time.perf_counter()
+    cfg = _config(competition, overrides, override)
+    check_ssl(cfg)
+    prepare_data(cfg, log=_log)
+    metrics = pretrain_run(cfg, log=_log)
+    title = f"{cfg.competition.name}: {cfg.ssl.task} pretraining in {time.perf_counter() - start:.0f} s"
+    console.print(summary_table(metrics, title))
+    if metrics.get("grid"):
+        console.print(label_fraction_table(metrics["grid"]))
 
 
 @app.command()

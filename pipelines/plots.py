@@ -313,3 +313,19 @@ def plot_rounds(history, reference, path, metric, title):
     ax.grid(alpha=0.3)
     ax.legend()
     _save(fig, path)
+
+
+def plot_label_fractions(frame, path, title):
+    """Test score against the share of labels, one line per method (mean ± std of seeds)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, rows in frame.groupby("method"):
+        stats = rows.groupby("fraction")["score"].agg(["mean", "std"]).fillna(0.0)
+        ax.errorbar(stats.index * 100, stats["mean"], yerr=stats["std"], marker="o",
+                    capsize=3, label=method.replace("_", " "))
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled training images (%)")
+    ax.set_ylabel(f"test {frame['metric'].iloc[0]}")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)

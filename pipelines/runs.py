@@ -71,6 +71,20 @@ class RunFolder:
         return self.path / "metrics.json"
 
     @property
+    def backbone(self):
+        """A pretraining run's trained backbone, what `model.weights` loads."""
+        return self.path / "backbone.keras"
+
+    @property
+    def grid(self):
+        """A pretraining run's label-fraction evaluation, one row per run."""
+        return self.path / "grid.csv"
+
+    def probe(self, fraction, seed):
+        """Where a pretraining run's linear probe of one grid cell writes its submission."""
+        return RunFolder(self.path / "linear-probe" / f"{fraction:g}-{seed}")
+
+    @property
     def oof(self):
         return self.path / "oof.csv"
 

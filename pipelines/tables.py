@@ -91,3 +91,16 @@ def tune_table(session, result, seconds):
 
 def _value(value):
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def label_fraction_table(grid):
+    """A pretraining run's grid: test score (mean ± std over seeds) per method and fraction."""
+    fractions = sorted({f for cells in grid.values() for f in cells}, key=float)
+    table = Table(title="test score by share of labels (mean ± std over seeds)")
+    table.add_column("method")
+    for fraction in fractions:
+        table.add_column(f"{float(fraction):.0%}", justify="right")
+    for method, cells in grid.items():
+        row = [cells.get(f) for f in fractions]
+        table.add_row(method, *(f"{c['mean']:.4f} ± {c['std']:.4f}" if c else "" for c in row))
+    return table

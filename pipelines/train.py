@@ -102,21 +102,23 @@ def _callbacks(cfg, run, monitor, mode, best_so_far, extra):
     return callbacks + list(extra)
 
 
-def resolve_run(cfg, run_dir=None):
+def resolve_run(cfg, run_dir=None, task_type=None):
     """`(resolved cfg, task, run folder, notes)` of a run about to train.
 
     The folder is named from the config as the user gave it (so the same
     command finds the same run); the task completes the config from the data.
+    `task_type`: a `Task` class instead of the competition's (a pretext task).
     """
     run = RunFolder(run_dir or cfg.run_dir())
-    task = get_task(cfg)
+    make_task = task_type or get_task
+    task = make_task(cfg)
     resolved = task.resolve()
     resolved.run.name = run.name
-    task = get_task(resolved)
+    task = make_task(resolved)
     return resolved, task, run, task.resolution_notes(cfg)
 
 
-def train(cfg, log=print, *, run_dir=None, callbacks=(), verbose=2):
+def train(cfg, log=print, *, run_dir=None, callbacks=(), verbose=2, task_type=None):
     """Train one run of the competition `cfg` and evaluate its best epoch.
 
     The config is resolved and saved in the run folder before any training
@@ -131,6 +133,7 @@ def train(cfg, log=print, *, run_dir=None, callbacks=(), verbose=2):
         run_dir: train here instead of `cfg.run_dir()` (tuning trials, folds).
         callbacks: extra Keras callbacks, called after the run's own each epoch.
         verbose: `model.fit` verbosity.
+        task_type: train this `Task` class instead of the competition's (pretraining).
 
     Returns:
         The run folder's metrics.json content as a dict, with `run_dir` added;
@@ -139,7 +142,7 @@ def train(cfg, log=print, *, run_dir=None, callbacks=(), verbose=2):
     if cfg.cv.fold is not None and cluster(cfg.train)[1] > 1:
         raise ConfigError("several processes train one run: set cv.folds=0, or use one process")
     place = placement(cfg.train)
-    cfg, task, run, notes = resolve_run(cfg, run_dir)
+    cfg, task, run, notes = resolve_run(cfg, run_dir, task_type)
     if place.process:  # the same steps, written into a scratch folder: process 0 writes the run
         with tempfile.TemporaryDirectory(prefix="kapps-process-") as scratch, place.watch():
             _train(cfg, task, RunFolder(scratch), notes, place, log, callbacks, verbose)

@@ -8,7 +8,7 @@ import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -26,6 +26,7 @@ FINGERPRINT_DEFAULTS = (
     ("model", "weights", None),
     ("train", "freeze_epochs", 0),
     ("train", "backbone_lr_mult", 1.0),
+    ("data", "label_fraction", 1.0),
 )
 
 
@@ -89,6 +90,9 @@ class DataConfig(Section):
     classes: list[Any] | None = None  # class labels in output order; None: sorted train labels
     # (segmentation: the foreground classes, mask ids 1, 2, …; 0 is background)
     val_fraction: float = Field(0.1, gt=0, lt=1)  # stratified validation split of train
+    # share of the training split that keeps its labels (stratified, seeded by train.seed);
+    # the validation split is unchanged. Classification and segmentation.
+    label_fraction: float = Field(1.0, gt=0, le=1)
     cache: Literal["memory", "disk", "none"] = "memory"  # where decoded images are cached
     # text: data.train is a text file, a folder of text files or a CSV (text_column);
     # the validation split is the last val_fraction of the corpus by position
@@ -231,6 +235,31 @@ class ContinualConfig(Section):
     seed: int = 0  # the permutations and angles of domain_il
 
 
+class SSLConfig(Section):
+    """`kapps pretrain`: a pretext task trains a backbone on the images without their labels."""
+
+    # rotation (Gidaris et al. 2018) | jigsaw (Noroozi & Favaro 2016) | colorization
+    # (Zhang et al. 2016) | simclr (Chen et al. 2020); None: no pretraining
+    task: Literal["rotation", "jigsaw", "colorization", "simclr"] | None = None
+    epochs: int | None = Field(None, ge=1)  # pretext epochs; None: train.epochs
+    lr: float | None = Field(None, gt=0)  # pretext peak learning rate; None: train.lr
+    batch_size: int | None = Field(None, ge=2)  # pretext images per step; None: train.batch_size
+    include_test: bool = True  # also pretrain on the test images (their labels are unknown)
+    grid: int | None = Field(None, ge=2, le=4)  # jigsaw: tiles per side; None: 3, or 2 under 64 px
+    permutations: int | None = Field(None, ge=2)  # jigsaw: permutation classes; None: all of a
+    # 2×2 grid's 24, 100 for 3×3 (chosen by maximal Hamming distance)
+    jitter: float = Field(0.25, ge=0, lt=1)  # jigsaw: share of a cell a tile's crop leaves out
+    temperature: float = Field(0.5, gt=0)  # simclr: NT-Xent temperature
+    projection_dim: int = Field(128, ge=8)  # simclr: output of the projection head
+    crop_scale: float = Field(0.3, gt=0, le=1)  # simclr: smallest random crop (share of area)
+    rebalance: float = Field(0.5, ge=0, le=1)  # colorization: λ mixing the bin prior with uniform
+    # after pretraining: fine-tune (and linear-probe) every data.label_fraction in `fractions`
+    # with each seed in `seeds`, against training from scratch; writes grid.csv and grid.png
+    evaluate: bool = False
+    fractions: list[Annotated[float, Field(gt=0, le=1)]] = [0.01, 0.05, 0.1, 1.0]  # evaluate
+    seeds: list[int] = [0, 1, 2]  # evaluate: train.seed of each repeat
+
+
 class FederatedConfig(Section):
     """`kapps federate`: clients that keep their rows train in rounds; a server averages."""
 
@@ -321,6 +350,7 @@ class Config(Section):
     cv: CVConfig = CVConfig()
     continual: ContinualConfig = ContinualConfig()
     federated: FederatedConfig = FederatedConfig()
+    ssl: SSLConfig = SSLConfig()
     tune: TuneConfig = TuneConfig()
     run: RunConfig = RunConfig()
 
@@ -388,6 +418,8 @@ class Config(Section):
             exclude["cv"] = True  # so configs from before cross-validation keep their runs
         if self.continual.scenario is None:
             exclude["continual"] = True  # likewise for continual learning
+        if self.ssl.task is None:
+            exclude["ssl"] = True  # ordinary runs (a pretraining run is named by its task)
         if not federated:
             exclude["federated"] = True  # a federated run is named apart (`federated=True`)
         else:
@@ -399,7 +431,7 @@ class Config(Section):
         return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
 
     def run_name(self, federated=False):
-        kind = "-federated" if federated else ""
+        kind = "-federated" if federated else f"-{self.ssl.task}" if self.ssl.task else ""
         return self.run.name or f"{self.model.name}{kind}-{self.fingerprint(federated)}"
 
     def run_dir(self, federated=False):

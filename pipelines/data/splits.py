@@ -50,6 +50,27 @@ def split_rows(cfg, n, labels=None, groups=None):
     )
 
 
+def labelled_rows(cfg, rows, labels=None):
+    """The `data.label_fraction` of the training rows that keep their labels.
+
+    Stratified by class when `labels` are given, seeded by `train.seed`, so
+    each seed of a label-fraction experiment sees its own subset.
+    """
+    fraction = cfg.data.label_fraction
+    if fraction >= 1:
+        return rows
+    keep = max(1, round(fraction * len(rows)))
+    what = f"data.label_fraction {fraction} keeps {keep} of the {len(rows)} training rows"
+    if labels is None:
+        rng = np.random.default_rng(cfg.train.seed)
+        return np.sort(rng.choice(rows, keep, replace=False))
+    classes, counts = np.unique(labels, return_counts=True)
+    if keep < len(classes) or counts.min() < 2:
+        raise ConfigError(f"{what}: fewer than its {len(classes)} classes, one would have none")
+    kept, _ = train_test_split(rows, train_size=keep, stratify=labels, random_state=cfg.train.seed)
+    return np.sort(kept)
+
+
 def duplicates_across_folds(cfg, hashes, labels=None, groups=None):
     """Pairs of identical training rows that land in different folds (a leak)."""
     fold_of = np.empty(len(hashes), int)

@@ -70,7 +70,9 @@ class Task:
     #   "cv": cross-validation (the out-of-fold hooks below);
     #   "blend_oof": `kapps ensemble` fits blend weights on out-of-fold predictions;
     #   "blend_models": `kapps ensemble` blends the models' test predictions only;
-    #   "tta": test-time augmentation by flips (`submission.tta`).
+    #   "tta": test-time augmentation by flips (`submission.tta`);
+    #   "label_fraction": train on a share of the labels (`data.label_fraction`), and
+    #   so be pretrained without them (`kapps pretrain`).
     supports: ClassVar[frozenset] = frozenset()
 
     def __init__(self, cfg):
@@ -85,6 +87,8 @@ class Task:
             raise ConfigError(f"cv.folds: {self.name} runs are not cross-validated")
         if cfg.submission.tta and "tta" not in self.supports:
             raise ConfigError(f"submission.tta: {self.name} runs have no test-time augmentation")
+        if cfg.data.label_fraction < 1 and "label_fraction" not in self.supports:
+            raise ConfigError(f"data.label_fraction: {self.name} runs train on all their labels")
         smallest = min_input_size(cfg.model.name)
         if min(cfg.data.image_size) < smallest:  # 8×8 digits work with any registered model
             cfg.data.image_size = tuple(max(side, smallest) for side in cfg.data.image_size)

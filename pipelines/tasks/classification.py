@@ -16,7 +16,7 @@ from pipelines.data import batched, decoded_images, read_test_source, read_train
 from pipelines.data.augment import build_augmenter, tta_views
 from pipelines.data.images import require_decoded
 from pipelines.data.sources import train_labels
-from pipelines.data.splits import duplicates_across_folds, split_rows
+from pipelines.data.splits import duplicates_across_folds, labelled_rows, split_rows
 from pipelines.errors import DataError
 from pipelines.plots import plot_confusion_matrix, plot_image_grid
 from pipelines.submit import label_frame, probability_frame
@@ -60,7 +60,7 @@ class Validation:
 
 class ClassificationTask(Task):
     name = "classification"
-    supports = frozenset({"cv", "blend_oof", "tta"})
+    supports = frozenset({"cv", "blend_oof", "tta", "label_fraction"})
 
     # Config and data ----------------------------------------------------------
     def resolve(self):
@@ -92,6 +92,7 @@ class ClassificationTask(Task):
         source = read_train_source(self.cfg)
         labels = self._class_indices(source.labels)
         train_rows, val_rows = split_rows(self.cfg, len(labels), labels, self.fold_groups())
+        train_rows = labelled_rows(self.cfg, train_rows, labels[train_rows])
         return source, labels, train_rows, val_rows
 
     def training_rows(self):

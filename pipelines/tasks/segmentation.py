@@ -24,7 +24,7 @@ from pipelines.data.masks import (
     read_mask_source,
 )
 from pipelines.data.sources import read_csv
-from pipelines.data.splits import duplicates_across_folds, split_rows
+from pipelines.data.splits import duplicates_across_folds, labelled_rows, split_rows
 from pipelines.errors import DataError, SubmissionError
 from pipelines.plots import plot_bars, plot_mask_overlays
 from pipelines.submit import rle_frame
@@ -74,7 +74,7 @@ class Validation:
 
 class SegmentationTask(Task):
     name = "segmentation"
-    supports = frozenset({"cv", "blend_models", "tta"})
+    supports = frozenset({"cv", "blend_models", "tta", "label_fraction"})
 
     @property
     def class_names(self):
@@ -118,6 +118,7 @@ class SegmentationTask(Task):
         cfg = self.cfg
         source = read_mask_source(cfg)
         train_rows, val_rows = split_rows(cfg, len(source), groups=self.fold_groups(source.ids))
+        train_rows = labelled_rows(cfg, train_rows)
         train_set = self._pairs(source.subset(train_rows), run.cache("train"))
         val_set = self._pairs(source.subset(val_rows), run.cache("val"))
         if len(train_set) == 0:
