@@ -273,7 +273,8 @@ def pretrain(competition: Competition, overrides: Overrides = None, override: Ov
     check_ssl(cfg)
     prepare_data(cfg, log=_log)
     metrics = pretrain_run(cfg, log=_log)
-    title = f"{cfg.competition.name}: {cfg.ssl.task} pretraining in {time.perf_counter() - start:.0f} s"
+    seconds = time.perf_counter() - start
+    title = f"{cfg.competition.name}: {cfg.ssl.task} pretraining in {seconds:.0f} s"
     console.print(summary_table(metrics, title))
     if metrics.get("grid"):
         console.print(label_fraction_table(metrics["grid"]))

@@ -320,8 +320,14 @@ def plot_label_fractions(frame, path, title):
     fig, ax = plt.subplots(figsize=(6, 4))
     for method, rows in frame.groupby("method"):
         stats = rows.groupby("fraction")["score"].agg(["mean", "std"]).fillna(0.0)
-        ax.errorbar(stats.index * 100, stats["mean"], yerr=stats["std"], marker="o",
-                    capsize=3, label=method.replace("_", " "))
+        ax.errorbar(
+            stats.index * 100,
+            stats["mean"],
+            yerr=stats["std"],
+            marker="o",
+            capsize=3,
+            label=method.replace("_", " "),
+        )
     ax.set_xscale("log")
     ax.set_xlabel("labelled training images (%)")
     ax.set_ylabel(f"test {frame['metric'].iloc[0]}")

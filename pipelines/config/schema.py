@@ -245,6 +245,10 @@ class SSLConfig(Section):
     lr: float | None = Field(None, gt=0)  # pretext peak learning rate; None: train.lr
     batch_size: int | None = Field(None, ge=2)  # pretext images per step; None: train.batch_size
     include_test: bool = True  # also pretrain on the test images (their labels are unknown)
+    # what backbone.keras carries: maps (the layers up to the last feature map; a classifier's
+    # dense layers start afresh, as the pretext task specialises them: Gidaris et al. 2018,
+    # section 3.1) or all (every layer below the head)
+    transfer: Literal["maps", "all"] = "maps"
     grid: int | None = Field(None, ge=2, le=4)  # jigsaw: tiles per side; None: 3, or 2 under 64 px
     permutations: int | None = Field(None, ge=2)  # jigsaw: permutation classes; None: all of a
     # 2×2 grid's 24, 100 for 3×3 (chosen by maximal Hamming distance)
@@ -256,6 +260,8 @@ class SSLConfig(Section):
     # after pretraining: fine-tune (and linear-probe) every data.label_fraction in `fractions`
     # with each seed in `seeds`, against training from scratch; writes grid.csv and grid.png
     evaluate: bool = False
+    freeze_epochs: int = Field(0, ge=0)  # evaluate: fine-tuning's train.freeze_epochs
+    backbone_lr_mult: float = Field(1.0, ge=0, le=1)  # evaluate: fine-tuning's backbone_lr_mult
     fractions: list[Annotated[float, Field(gt=0, le=1)]] = [0.01, 0.05, 0.1, 1.0]  # evaluate
     seeds: list[int] = [0, 1, 2]  # evaluate: train.seed of each repeat
 

@@ -31,7 +31,9 @@ def rgb_to_lab(rgb):
     linear = tf.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
     xyz = tf.tensordot(linear, tf.constant(RGB_TO_XYZ.T, tf.float32), 1) / WHITE
     eps = (6 / 29) ** 3
-    f = tf.where(xyz > eps, tf.math.pow(tf.maximum(xyz, eps), 1 / 3), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    f = tf.where(
+        xyz > eps, tf.math.pow(tf.maximum(xyz, eps), 1 / 3), xyz / (3 * (6 / 29) ** 2) + 4 / 29
+    )
     fx, fy, fz = tf.unstack(f, axis=-1)
     return tf.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], axis=-1)
 

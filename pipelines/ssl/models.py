@@ -84,16 +84,24 @@ def pretext_trunk(model):
     raise ValueError(f"{model.name} holds no {TRUNK}")
 
 
-def export_backbone(model, backbone):
-    """Copy the pretext network's trained trunk into `backbone` (a fresh build), by layer
-    name; returns how many layers were copied. Layers the pretext task never reached (a
-    classifier's dense layers, for colorization) and the head keep their initialisation."""
+def transferred(backbone, transfer):
+    """The model whose layers a pretrained backbone carries: up to its last feature map
+    (`transfer="maps"`) or everything below the head ("all")."""
+    return trunk(backbone, dense=transfer == "maps")
+
+
+def export_backbone(model, backbone, transfer):
+    """Copy the pretext network's trained layers that `transfer` keeps into `backbone` (a
+    fresh build), by name; returns their names. The rest (a classifier's dense layers
+    with "maps", those the pretext task never reached, the head) keep their
+    initialisation."""
     trained = {layer.name: layer for layer in pretext_trunk(model).layers if layer.weights}
-    copied = 0
+    kept = {layer.name for layer in transferred(backbone, transfer).layers}
+    copied = []
     for layer in backbone.layers:
-        if layer.name in trained and layer.weights:
+        if layer.name in trained and layer.name in kept and layer.weights:
             layer.set_weights(trained[layer.name].get_weights())
-            copied += 1
+            copied.append(layer.name)
     return copied
 
 

@@ -24,7 +24,7 @@ from pipelines.config.schema import SSLConfig
 from pipelines.plots import plot_label_fractions
 from pipelines.predict import predict, write_predictions
 from pipelines.runs import RunFolder, update_json, write_text
-from pipelines.ssl.models import trunk
+from pipelines.ssl.models import transferred
 from pipelines.ssl.task import PretextTask, check_ssl
 from pipelines.tasks import get_task
 from pipelines.train import train
@@ -47,12 +47,16 @@ def pretrain(cfg, log=print, *, verbose=2):
 
 
 def downstream_config(cfg, fraction, seed, weights=None):
-    """The ordinary run of the grid: the competition's own recipe on a share of the labels."""
+    """The ordinary run of the grid: the competition's own recipe on a share of the labels,
+    fine-tuned from `weights` with `ssl.freeze_epochs` and `ssl.backbone_lr_mult`."""
     c = cfg.model_copy(deep=True)
     c.ssl = SSLConfig()
     c.data.label_fraction = fraction
     c.train.seed = seed
-    c.model.weights = str(weights) if weights else None
+    if weights:
+        c.model.weights = str(weights)
+        c.train.freeze_epochs = cfg.ssl.freeze_epochs
+        c.train.backbone_lr_mult = cfg.ssl.backbone_lr_mult
     return c
 
 
@@ -80,22 +84,34 @@ def label_fraction_grid(cfg, run, log=print):
                 start = time.perf_counter()
                 metrics = train(downstream_config(cfg, fraction, seed, weights), quiet, verbose=0)
                 scores = predict(metrics["run_dir"], log=quiet)["test"]
-                cell = _cell(fraction, seed, method, metrics["train_images"], scores,
-                             time.perf_counter() - start)
+                cell = _cell(
+                    fraction,
+                    seed,
+                    method,
+                    metrics["train_images"],
+                    scores,
+                    time.perf_counter() - start,
+                )
                 cells.append(cell)
                 log(_line(cell))
             if cfg.competition.task == "classification":
                 start = time.perf_counter()
                 c = downstream_config(cfg, fraction, seed)
-                labels, scores = linear_probe(c, backbone, run.probe(fraction, seed))
-                cell = _cell(fraction, seed, "linear_probe", labels, scores,
-                             time.perf_counter() - start)
+                labels, scores = linear_probe(
+                    c, backbone, cfg.ssl.transfer, run.probe(fraction, seed)
+                )
+                cell = _cell(
+                    fraction, seed, "linear_probe", labels, scores, time.perf_counter() - start
+                )
                 cells.append(cell)
                 log(_line(cell))
     frame = pd.DataFrame(cells)
     write_text(run.grid, frame.to_csv(index=False))
-    plot_label_fractions(frame, run.plot("grid"), f"{cfg.competition.name}: {cfg.ssl.task} "
-                         "pretraining against training from scratch")
+    plot_label_fractions(
+        frame,
+        run.plot("grid"),
+        f"{cfg.competition.name}: {cfg.ssl.task} pretraining against training from scratch",
+    )
     update_json(run.metrics, grid=summarise(frame))
     return frame
 
@@ -107,16 +123,16 @@ def _line(cell):
     )
 
 
-def linear_probe(cfg, backbone_path, run):
+def linear_probe(cfg, backbone_path, transfer, run):
     """`(labelled images, test scores)` of a logistic regression on the frozen backbone's
-    features (the input of its head, standardised), fitted on the labelled rows; its
-    submission is written in `run`."""
+    features (the last layer it carries, averaged over space, standardised), fitted on
+    the labelled rows; its submission is written in `run`."""
     cfg = get_task(cfg).resolve()
     task = get_task(cfg)
     run.path.mkdir(parents=True, exist_ok=True)
     train_x, train_y, _, _ = task.labelled_arrays(run)
     backbone = keras.saving.load_model(backbone_path, compile=False)
-    features = trunk(backbone)
+    features = transferred(backbone, transfer)
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
     probe.fit(_embed(features, train_x), train_y)
     test = task.test_data(run)

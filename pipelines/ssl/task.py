@@ -13,8 +13,13 @@ import tensorflow as tf
 from kapps.errors import ConfigError
 from kapps.registry import create_model
 from pipelines.data import batched, decoded_images
-from pipelines.data.sources import ImageSource, read_test_images, read_test_source, read_train_source
 from pipelines.data.masks import read_mask_source
+from pipelines.data.sources import (
+    ImageSource,
+    read_test_images,
+    read_test_source,
+    read_train_source,
+)
 from pipelines.errors import DataError
 from pipelines.plots import plot_image_grid
 from pipelines.ssl import lab
@@ -225,7 +230,7 @@ class PretextTask(Task):
     def evaluate(self, model, data, run):
         scores = model.evaluate(data.val, verbose=0, return_dict=True)
         backbone = self._backbone(data.model_args["backbone"], weights=False)
-        export_backbone(model, backbone)
+        export_backbone(model, backbone, self.cfg.ssl.transfer)
         backbone.save(run.backbone)
         self._plot_examples(model, data.validation, run)
         return Evaluation(
@@ -243,9 +248,18 @@ class PretextTask(Task):
             captions = [f"{90 * r}° → {90 * p}°" for r, p in zip(k, predicted, strict=True)]
             plot_image_grid(turned.astype(np.uint8), captions, path, title + ": true → predicted")
         elif task == "jigsaw":
-            batch = next(iter(pretext_dataset(images.astype(np.uint8), self.cfg.ssl,
-                                              batch_size=len(images), training=False, seed=0,
-                                              context=context)))
+            batch = next(
+                iter(
+                    pretext_dataset(
+                        images.astype(np.uint8),
+                        self.cfg.ssl,
+                        batch_size=len(images),
+                        training=False,
+                        seed=0,
+                        context=context,
+                    )
+                )
+            )
             tiles, labels = (x.numpy() for x in batch)
             predicted = model.predict(tiles, verbose=0).argmax(-1)
             grid = self.cfg.ssl.grid
@@ -253,9 +267,18 @@ class PretextTask(Task):
             captions = [f"perm {y} → {p}" for y, p in zip(labels, predicted, strict=True)]
             plot_image_grid(mosaics, captions, path, title + ": shuffled tiles, true → predicted")
         elif task == "simclr":
-            batch = next(iter(pretext_dataset(images.astype(np.uint8), self.cfg.ssl,
-                                              batch_size=len(images), training=False, seed=0,
-                                              context=context)))
+            batch = next(
+                iter(
+                    pretext_dataset(
+                        images.astype(np.uint8),
+                        self.cfg.ssl,
+                        batch_size=len(images),
+                        training=False,
+                        seed=0,
+                        context=context,
+                    )
+                )
+            )
             views = batch[0].numpy()
             pairs = np.stack([views[:8, 0], views[:8, 1]], 1).reshape(-1, *views.shape[2:])
             captions = [f"image {i // 2}, view {i % 2 + 1}" for i in range(len(pairs))]
