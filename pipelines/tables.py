@@ -102,5 +102,5 @@ def label_fraction_table(grid):
         table.add_column(f"{float(fraction):.0%}", justify="right")
     for method, cells in grid.items():
         row = [cells.get(f) for f in fractions]
-        table.add_row(method, *(f"{c['mean']:.4f} ± {c['std']:.4f}" if c else "" for c in row))
+        table.add_row(method, *(f"{c['mean']:.3f} ± {c['std']:.3f}" if c else "" for c in row))
     return table

@@ -230,6 +230,12 @@ def test_pretrain_writes_a_backbone_that_a_fresh_run_starts_from(competition, cl
     for name in ("c1_conv", "c3_conv", "c5_conv"):  # the feature maps: carried over
         for got, want in zip(first.weights[name], saved.get_layer(name).get_weights(), strict=True):
             np.testing.assert_array_equal(got, want)
+    held = [layer.name for layer in saved.layers if layer.weights]
+    assert held == ["c1_conv", "c3_conv", "c5_conv"]  # ssl.transfer maps: F6 starts afresh
+    from pipelines.tasks import get_task
+
+    model = kapps.create_model("lenet5", input_shape=(32, 32, 1), num_classes=10)
+    assert [layer.name for layer in get_task(cfg).pretrained_layers(model)] == held
     fresh = kapps.create_model("lenet5", input_shape=(32, 32, 1), num_classes=10)
     assert not np.array_equal(
         first.weights["c1_conv"][0], fresh.get_layer("c1_conv").get_weights()[0]

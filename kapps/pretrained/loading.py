@@ -149,11 +149,17 @@ def assign_in_order(model, layers, origin):
 
 
 def assign_by_name(model, tensors, origin):
-    """Assign `{name: arrays}` to the model's layers of the same name."""
+    """Assign `{name: arrays}` to the model's layers of the same name.
+
+    The file may hold the first layers only (a pretrained backbone cut at a
+    feature map): the later ones keep their fresh initialisation.
+    """
     body, head = split_head(model)
-    missing = [target.name for target in body if target.name not in tensors]
-    if missing:
-        raise ConfigError(f"{origin} has no layer {missing[0]!r} that {model.name} needs")
+    present = [target for target in body if target.name in tensors]
+    if not present or body[: len(present)] != present:
+        missing = next(target.name for target in body if target.name not in tensors)
+        raise ConfigError(f"{origin} has no layer {missing!r} that {model.name} needs")
+    body = present
     fitted = [_fit(t, tensors[t.name], f"{origin}'s layer {t.name!r}") for t in body]
     for target, arrays in zip(body, fitted, strict=True):
         _set(target, arrays)

@@ -91,18 +91,16 @@ def transferred(backbone, transfer):
 
 
 def export_backbone(model, backbone, transfer):
-    """Copy the pretext network's trained layers that `transfer` keeps into `backbone` (a
-    fresh build), by name; returns their names. The rest (a classifier's dense layers
-    with "maps", those the pretext task never reached, the head) keep their
-    initialisation."""
+    """The pretrained backbone: `backbone` (a fresh build of the competition's model) cut
+    where `transfer` says, holding the pretext network's trained layers. Saved, it is
+    what `model.weights` loads; the layers it does not hold (the head, and with "maps" a
+    classifier's dense layers) start afresh in the model that loads it."""
     trained = {layer.name: layer for layer in pretext_trunk(model).layers if layer.weights}
-    kept = {layer.name for layer in transferred(backbone, transfer).layers}
-    copied = []
-    for layer in backbone.layers:
-        if layer.name in trained and layer.name in kept and layer.weights:
+    cut = transferred(backbone, transfer)
+    for layer in cut.layers:
+        if layer.weights:
             layer.set_weights(trained[layer.name].get_weights())
-            copied.append(layer.name)
-    return copied
+    return keras.Model(cut.inputs, cut.outputs, name=f"{backbone.name}_backbone")
 
 
 # SimCLR's loss -------------------------------------------------------------------------

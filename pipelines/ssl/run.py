@@ -24,7 +24,6 @@ from pipelines.config.schema import SSLConfig
 from pipelines.plots import plot_label_fractions
 from pipelines.predict import predict, write_predictions
 from pipelines.runs import RunFolder, update_json, write_text
-from pipelines.ssl.models import transferred
 from pipelines.ssl.task import PretextTask, check_ssl
 from pipelines.tasks import get_task
 from pipelines.train import train
@@ -97,9 +96,7 @@ def label_fraction_grid(cfg, run, log=print):
             if cfg.competition.task == "classification":
                 start = time.perf_counter()
                 c = downstream_config(cfg, fraction, seed)
-                labels, scores = linear_probe(
-                    c, backbone, cfg.ssl.transfer, run.probe(fraction, seed)
-                )
+                labels, scores = linear_probe(c, backbone, run.probe(fraction, seed))
                 cell = _cell(
                     fraction, seed, "linear_probe", labels, scores, time.perf_counter() - start
                 )
@@ -123,16 +120,15 @@ def _line(cell):
     )
 
 
-def linear_probe(cfg, backbone_path, transfer, run):
+def linear_probe(cfg, backbone_path, run):
     """`(labelled images, test scores)` of a logistic regression on the frozen backbone's
-    features (the last layer it carries, averaged over space, standardised), fitted on
-    the labelled rows; its submission is written in `run`."""
+    features (its output, averaged over space, standardised), fitted on the labelled
+    rows; its submission is written in `run`."""
     cfg = get_task(cfg).resolve()
     task = get_task(cfg)
     run.path.mkdir(parents=True, exist_ok=True)
     train_x, train_y, _, _ = task.labelled_arrays(run)
-    backbone = keras.saving.load_model(backbone_path, compile=False)
-    features = transferred(backbone, transfer)
+    features = keras.saving.load_model(backbone_path, compile=False)
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
     probe.fit(_embed(features, train_x), train_y)
     test = task.test_data(run)

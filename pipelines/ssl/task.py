@@ -230,8 +230,7 @@ class PretextTask(Task):
     def evaluate(self, model, data, run):
         scores = model.evaluate(data.val, verbose=0, return_dict=True)
         backbone = self._backbone(data.model_args["backbone"], weights=False)
-        export_backbone(model, backbone, self.cfg.ssl.transfer)
-        backbone.save(run.backbone)
+        export_backbone(model, backbone, self.cfg.ssl.transfer).save(run.backbone)
         self._plot_examples(model, data.validation, run)
         return Evaluation(
             {"pretext_loss": float(scores["loss"]), "pretext_accuracy": float(scores["accuracy"])}

@@ -15,6 +15,7 @@ import pandas as pd
 from kapps.errors import ConfigError
 from kapps.pretrained import split_head
 from kapps.pretrained.hub import is_preset_handle
+from kapps.pretrained.loading import read_keras_model
 from kapps.registry import create_model, get_entry, min_input_size
 from pipelines.data import batched, decoded_images
 from pipelines.data.images import require_decoded
@@ -130,8 +131,15 @@ class Task:
         return create_model(name, weights=weights, **{**model_args, **self.cfg.model.args})
 
     def pretrained_layers(self, model):
-        """The layers `model.weights` filled: all with weights but the classifier."""
-        return split_head(model)[0]
+        """The layers `model.weights` filled: all with weights but the classifier, or
+        those a `.keras` backbone holds (a pretrained feature extractor)."""
+        body = split_head(model)[0]
+        weights = self.cfg.model.weights
+        path = self.cfg.competition_dir / weights if weights else None
+        if path is not None and path.suffix == ".keras" and path.is_file():
+            held = read_keras_model(path)
+            body = [layer for layer in body if layer.name in held]
+        return body
 
     def compile_args(self) -> dict:
         """`loss` and `metrics` for `model.compile`."""
