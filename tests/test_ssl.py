@@ -282,3 +282,26 @@ def test_bad_pretraining_input_is_one_line(competition, cli, args, fragments):
 def test_a_label_fraction_that_empties_a_class_is_one_line(competition, cli):
     result = cli("run", competition("digits"), "data.label_fraction=0.002", *FAST)
     assert_one_line_error(result, "data.label_fraction 0.002", "one would have none")
+
+
+def test_a_unet_pretrained_by_colorization_fine_tunes_on_a_share_of_the_masks(
+    competition, cli, workdir
+):
+    from tests.test_segmentation_pipeline import generate_shapes
+
+    folder = competition("shapes-seg")
+    generate_shapes(folder / "data", train=40, test=6, size=32)
+    small = ["data.image_size=[32,32]", "model.args.filters=8", "train.jit_compile=false"]
+    result = cli("pretrain", folder, "ssl.task=colorization", *small, *TINY)
+    assert result.exit_code == 0, result.output
+    (run,) = (workdir / "runs" / "shapes-seg").glob("unet-colorization-*")
+    assert (run / "pretext_colorization.png").is_file()
+    saved = keras.saving.load_model(run / "backbone.keras", compile=False)
+    assert "logits" not in [layer.name for layer in saved.layers]  # the head starts afresh
+    weights = f"model.weights={run / 'backbone.keras'}"
+    result = cli("run", folder, weights, "data.label_fraction=0.5", *small, *TINY)
+    assert result.exit_code == 0, result.output
+    (tuned,) = (p for p in (workdir / "runs" / "shapes-seg").glob("unet-*") if p != run)
+    metrics = json.loads((tuned / "metrics.json").read_text())
+    assert metrics["train_images"] == 18  # half of the 36 training images keep their masks
+    assert 0 <= metrics["test"]["dice"] <= 1
