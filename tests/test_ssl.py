@@ -272,6 +272,8 @@ def test_the_label_fraction_grid_runs_every_cell(competition, cli, workdir):
         (["ssl.task=inpainting"], ["ssl.task"]),
         ([], ["needs a pretext task"]),
         (["ssl.task=colorization"], ["colorization does not apply", "grayscale"]),
+        (["ssl.task=colorization", "data.channels=3"], ["every pixel has R = G = B"]),
+        (["ssl.task=jigsaw", "ssl.grid=2", "ssl.permutations=30"], ["has only 24"]),
     ],
 )
 def test_bad_pretraining_input_is_one_line(competition, cli, args, fragments):

@@ -6,6 +6,8 @@ of the images to validate the pretext task, and writes the trained trunk
 as `backbone.keras`, the model `kapps run … model.weights=<that file>` loads.
 """
 
+import math
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -90,10 +92,10 @@ class PretextTask(Task):
             ssl.grid = ssl.grid or default_grid(cfg.data.image_size)
             tiles = ssl.grid**2
             ssl.permutations = ssl.permutations or default_permutations(ssl.grid)
-            if ssl.permutations > np.prod(range(1, tiles + 1)):
+            if ssl.permutations > math.factorial(tiles):
                 raise ConfigError(
                     f"ssl.permutations {ssl.permutations}: a {ssl.grid}×{ssl.grid} grid has "
-                    f"only {int(np.prod(range(1, tiles + 1)))}"
+                    f"only {math.factorial(tiles)}"
                 )
         return cfg
 
