@@ -307,3 +307,12 @@ def test_a_unet_pretrained_by_colorization_fine_tunes_on_a_share_of_the_masks(
     metrics = json.loads((tuned / "metrics.json").read_text())
     assert metrics["train_images"] == 18  # half of the 36 training images keep their masks
     assert 0 <= metrics["test"]["dice"] <= 1
+
+
+def test_simclr_pretrains_and_draws_its_positive_pairs(competition, cli, workdir):
+    result = cli("pretrain", competition("digits"), "ssl.task=simclr", "ssl.batch_size=64", *TINY)
+    assert result.exit_code == 0, result.output
+    (run,) = (workdir / "runs" / "digits").glob("lenet5-simclr-*")
+    assert (run / "pretext_simclr.png").is_file() and (run / "backbone.keras").is_file()
+    history = pd.read_csv(run / "history.csv")
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history.columns)

@@ -242,6 +242,18 @@ class PretextTask(Task):
         images = validation["images"][:EXAMPLES].astype(np.float32)
         context, task = validation["context"], self.cfg.ssl.task
         path, title = run.plot(f"pretext_{task}"), f"pretext task: {task} (validation images)"
+
+        def first_batch():  # the pretext inputs and labels of `images`, as the model saw them
+            dataset = pretext_dataset(
+                validation["images"][:EXAMPLES],
+                self.cfg.ssl,
+                batch_size=EXAMPLES,
+                training=False,
+                seed=0,
+                context=context,
+            )
+            return [x.numpy() for x in next(iter(dataset))]
+
         if task == "rotation":
             k = np.arange(len(images)) % ROTATIONS
             turned = np.stack([np.rot90(x, int(r)) for x, r in zip(images, k, strict=True)])
@@ -249,38 +261,14 @@ class PretextTask(Task):
             captions = [f"{90 * r}° → {90 * p}°" for r, p in zip(k, predicted, strict=True)]
             plot_image_grid(turned.astype(np.uint8), captions, path, title + ": true → predicted")
         elif task == "jigsaw":
-            batch = next(
-                iter(
-                    pretext_dataset(
-                        images.astype(np.uint8),
-                        self.cfg.ssl,
-                        batch_size=len(images),
-                        training=False,
-                        seed=0,
-                        context=context,
-                    )
-                )
-            )
-            tiles, labels = (x.numpy() for x in batch)
+            tiles, labels = first_batch()
             predicted = model.predict(tiles, verbose=0).argmax(-1)
             grid = self.cfg.ssl.grid
             mosaics = [_mosaic(t, grid) for t in tiles]
             captions = [f"perm {y} → {p}" for y, p in zip(labels, predicted, strict=True)]
             plot_image_grid(mosaics, captions, path, title + ": shuffled tiles, true → predicted")
         elif task == "simclr":
-            batch = next(
-                iter(
-                    pretext_dataset(
-                        images.astype(np.uint8),
-                        self.cfg.ssl,
-                        batch_size=len(images),
-                        training=False,
-                        seed=0,
-                        context=context,
-                    )
-                )
-            )
-            views = batch[0].numpy()
+            views = first_batch()[0]
             pairs = np.stack([views[:8, 0], views[:8, 1]], 1).reshape(-1, *views.shape[2:])
             captions = [f"image {i // 2}, view {i % 2 + 1}" for i in range(len(pairs))]
             plot_image_grid(pairs.astype(np.uint8), captions, path, title + ": positive pairs")
