@@ -316,3 +316,14 @@ def test_simclr_pretrains_and_draws_its_positive_pairs(competition, cli, workdir
     assert (run / "pretext_simclr.png").is_file() and (run / "backbone.keras").is_file()
     history = pd.read_csv(run / "history.csv")
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history.columns)
+
+
+def test_pretraining_runs_are_named_by_what_they_train(competition):
+    folder = competition("digits")
+    plain = load_config(folder, [])
+    assert load_config(folder, ["ssl.epochs=3"]).run_name() == plain.run_name()
+    rotation = load_config(folder, ["ssl.task=rotation"]).run_name()
+    assert rotation.startswith("lenet5-rotation-")
+    evaluated = ["ssl.task=rotation", "ssl.evaluate=true", "ssl.seeds=[5]"]
+    assert load_config(folder, evaluated).run_name() == rotation  # evaluates that run
+    assert load_config(folder, ["ssl.task=rotation", "ssl.epochs=3"]).run_name() != rotation

@@ -286,6 +286,11 @@ class FederatedConfig(Section):
     gpus_per_client: float = Field(0.0, ge=0)  # simulation: share of a GPU each client holds
 
 
+# How a pretrained backbone is evaluated, not how it is trained: not part of its run's name,
+# so `ssl.evaluate=true` after a pretraining evaluates that run.
+SSL_EVALUATION_KEYS = ("evaluate", "fractions", "seeds", "freeze_epochs", "backbone_lr_mult")
+
+
 # Where a federation runs, not what it computes: never part of its run's name.
 FEDERATED_PLACEMENT_KEYS = ("round_timeout", "cpus_per_client", "gpus_per_client", "centralised")
 
@@ -426,6 +431,8 @@ class Config(Section):
             exclude["continual"] = True  # likewise for continual learning
         if self.ssl.task is None:
             exclude["ssl"] = True  # ordinary runs (a pretraining run is named by its task)
+        else:
+            exclude["ssl"] = set(SSL_EVALUATION_KEYS)
         if not federated:
             exclude["federated"] = True  # a federated run is named apart (`federated=True`)
         else:
