@@ -329,7 +329,10 @@ def plot_label_fractions(frame, path, title):
             label=method.replace("_", " "),
         )
     ax.set_xscale("log")
-    ax.set_xlabel("labelled training images (%)")
+    fractions = sorted(frame["fraction"].unique())
+    ax.set_xticks([f * 100 for f in fractions], [f"{f * 100:g} %" for f in fractions])
+    ax.minorticks_off()
+    ax.set_xlabel("labelled training images")
     ax.set_ylabel(f"test {frame['metric'].iloc[0]}")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
