@@ -1,22 +1,29 @@
-"""Plots a run leaves behind. Matplotlib with the Agg backend: no screen needed."""
+"""Plots a run leaves behind.
+
+Figures are `matplotlib.figure.Figure` objects written straight to PNG, never
+pyplot's: no screen is needed, and a notebook that imports kapps keeps its
+own backend (pyplot's inline figures).
+"""
 
 import textwrap
 
 import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
 
-matplotlib.use("Agg")
+from pipelines.runs import atomic_write
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
 
-from pipelines.runs import atomic_write  # noqa: E402
+def _subplots(*args, figsize=None, **kwargs):
+    """`(figure, axes)` as `pyplot.subplots` gives, on a figure pyplot does not hold."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kwargs)
 
 
 def _save(fig, path):
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))
-    plt.close(fig)
 
 
 def plot_curves(history_csv, path):
@@ -24,7 +31,7 @@ def plot_curves(history_csv, path):
     history = pd.read_csv(history_csv)
     metrics = [c for c in history.columns if c not in ("epoch", "learning_rate")]
     names = [m for m in metrics if not m.startswith("val_")]
-    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.4), squeeze=False)
+    fig, axes = _subplots(1, len(names), figsize=(4.5 * len(names), 3.4), squeeze=False)
     epochs = history["epoch"] + 1
     for ax, name in zip(axes[0], names, strict=True):
         ax.plot(epochs, history[name], label="train", marker=".")
@@ -42,7 +49,7 @@ def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix (va
     matrix = np.asarray(matrix)
     rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     size = max(4.0, 0.5 * len(class_names) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig, ax = _subplots(figsize=(size, size))
     ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     ticks = np.arange(len(class_names))
     ax.set_xticks(ticks, [str(c) for c in class_names], rotation=45 if len(ticks) > 10 else 0)
@@ -61,7 +68,7 @@ def plot_image_grid(images, captions, path, title, columns=8):
     """A grid of uint8 images with a caption under each (e.g. misclassified ones)."""
     count = len(images)
     if count == 0:
-        fig, ax = plt.subplots(figsize=(4, 1.5))
+        fig, ax = _subplots(figsize=(4, 1.5))
         ax.text(0.5, 0.5, "nothing to show", ha="center", va="center")
         ax.axis("off")
         ax.set_title(title)
@@ -69,7 +76,7 @@ def plot_image_grid(images, captions, path, title, columns=8):
         return
     columns = min(columns, count)
     rows = int(np.ceil(count / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
+    fig, axes = _subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, caption in zip(axes.flat, images, captions, strict=False):
@@ -86,7 +93,7 @@ def plot_cam_grid(images, heatmaps, captions, path, title, columns=8):
     count = len(images)
     columns = min(columns, count)
     rows = int(np.ceil(count / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.8 * columns, 2.0 * rows), squeeze=False)
+    fig, axes = _subplots(rows, columns, figsize=(1.8 * columns, 2.0 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, heat, caption in zip(axes.flat, images, heatmaps, captions, strict=False):
@@ -101,7 +108,7 @@ def plot_cam_grid(images, heatmaps, captions, path, title, columns=8):
 def _mask_colours(num_classes):
     """Transparent background, one tab10 colour per foreground class."""
     colours = np.zeros((num_classes, 4))
-    colours[1:] = plt.get_cmap("tab10")(np.arange(num_classes - 1) % 10)
+    colours[1:] = matplotlib.colormaps.get_cmap("tab10")(np.arange(num_classes - 1) % 10)
     colours[1:, 3] = 0.55
     return colours
 
@@ -110,7 +117,7 @@ def plot_mask_overlays(images, truths, predictions, captions, class_names, path,
     """Rows of image | ground truth over the image | prediction over the image."""
     colours = _mask_colours(len(class_names))
     count = len(images)
-    fig, axes = plt.subplots(
+    fig, axes = _subplots(
         count, 3, figsize=(6.3, 2.1 * count + 0.8), squeeze=False, layout="constrained"
     )
     for row, (image, truth, pred, caption) in enumerate(
@@ -137,7 +144,7 @@ def plot_mask_overlays(images, truths, predictions, captions, class_names, path,
 def plot_bars(values, path, title, ylabel):
     """A labelled bar per key of `values` (e.g. Dice per class), value on top."""
     names = [str(k) for k in values]
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(names) + 1.5), 3.4))
+    fig, ax = _subplots(figsize=(max(4.0, 0.8 * len(names) + 1.5), 3.4))
     bars = ax.bar(names, list(values.values()), color="tab:blue")
     ax.bar_label(bars, fmt="%.3f", fontsize=8)
     ax.set_ylim(0, 1.05)
@@ -156,7 +163,7 @@ def plot_retrieval_grid(queries, results, hits, path, title):
         hits: per query, a list of booleans (is that result a match).
     """
     rows, columns = len(queries), max((len(r) for r in results), default=1)
-    fig, axes = plt.subplots(
+    fig, axes = _subplots(
         rows, columns, figsize=(1.5 * columns + 2.6, 1.55 * rows + 0.6), squeeze=False
     )
     for row, (caption, images, matched) in enumerate(zip(queries, results, hits, strict=True)):
@@ -178,12 +185,12 @@ def plot_retrieval_grid(queries, results, hits, path, title):
 
 
 def _draw_boxes(ax, boxes, labels, scores, class_names):
-    colours = plt.get_cmap("tab10")
+    colours = matplotlib.colormaps.get_cmap("tab10")
     for index, (box, label) in enumerate(zip(boxes, labels, strict=True)):
         x1, y1, x2, y2 = box
         colour = colours(int(label) % 10)
         ax.add_patch(
-            plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=1.2)
+            Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=1.2)
         )
         text = str(class_names[int(label)])
         if scores is not None:
@@ -209,9 +216,7 @@ def plot_detections(images, truths, predictions, captions, class_names, path, ti
     count = len(images)
     columns = min(4, count) * 2
     rows = -(-count // (columns // 2))
-    fig, axes = plt.subplots(
-        rows, columns, figsize=(1.9 * columns, 2.1 * rows + 0.5), squeeze=False
-    )
+    fig, axes = _subplots(rows, columns, figsize=(1.9 * columns, 2.1 * rows + 0.5), squeeze=False)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
@@ -234,7 +239,7 @@ def plot_detections(images, truths, predictions, captions, class_names, path, ti
 
 def plot_precision_recall(recall, precision, class_names, path, title):
     """One precision–recall curve per class (classes without ground truth are left out)."""
-    fig, ax = plt.subplots(figsize=(4.8, 3.8))
+    fig, ax = _subplots(figsize=(4.8, 3.8))
     for name, curve in zip(class_names, precision, strict=True):
         if (curve >= 0).any():
             ap = float(np.mean(np.maximum(curve, 0)))
@@ -253,7 +258,7 @@ def plot_accuracy_matrix(matrix, path, title):
     """Accuracy on task j (columns) after training task i (rows), each cell written."""
     matrix = np.asarray(matrix)
     tasks = len(matrix)
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.7 * tasks + 2),) * 2)
+    fig, ax = _subplots(figsize=(max(4.0, 0.7 * tasks + 2),) * 2)
     ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
     ticks = np.arange(tasks)
     ax.set_xticks(ticks, [str(t + 1) for t in ticks])
@@ -269,7 +274,7 @@ def plot_accuracy_matrix(matrix, path, title):
 
 def plot_task_curve(values, path, title, ylabel):
     """One value after each task (e.g. average accuracy over the tasks seen so far)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _subplots(figsize=(6, 4))
     tasks = np.arange(1, len(values) + 1)
     ax.plot(tasks, values, marker="o")
     ax.set_xticks(tasks)
@@ -284,10 +289,10 @@ def plot_task_curve(values, path, title, ylabel):
 def plot_partition(counts, class_names, path, title):
     """Examples of each class held by each client (clients × classes counts), stacked."""
     counts = np.asarray(counts)
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(counts) + 2), 4))
+    fig, ax = _subplots(figsize=(max(5.0, 0.45 * len(counts) + 2), 4))
     clients = np.arange(len(counts))
     bottom = np.zeros(len(counts))
-    colours = plt.get_cmap("tab20" if counts.shape[1] > 10 else "tab10")
+    colours = matplotlib.colormaps.get_cmap("tab20" if counts.shape[1] > 10 else "tab10")
     for c, name in enumerate(class_names):
         ax.bar(clients, counts[:, c], bottom=bottom, color=colours(c % 20), label=str(name))
         bottom += counts[:, c]
@@ -302,7 +307,7 @@ def plot_partition(counts, class_names, path, title):
 def plot_rounds(history, reference, path, metric, title):
     """The global model's validation `metric` after each round, next to a centralised run's
     after the same number of epochs (`reference`: epoch → value, or None)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _subplots(figsize=(6, 4))
     epochs = history["round"] * history["local_epochs"]
     ax.plot(epochs, history[f"val_{metric}"], marker="o", label="federated (after each round)")
     if reference is not None:
@@ -317,7 +322,7 @@ def plot_rounds(history, reference, path, metric, title):
 
 def plot_label_fractions(frame, path, title):
     """Test score against the share of labels, one line per method (mean ± std of seeds)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _subplots(figsize=(6, 4))
     for method, rows in frame.groupby("method"):
         stats = rows.groupby("fraction")["score"].agg(["mean", "std"]).fillna(0.0)
         ax.errorbar(
