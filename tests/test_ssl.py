@@ -322,8 +322,11 @@ def test_pretraining_runs_are_named_by_what_they_train(competition):
     folder = competition("digits")
     plain = load_config(folder, [])
     assert load_config(folder, ["ssl.epochs=3"]).run_name() == plain.run_name()
-    rotation = load_config(folder, ["ssl.task=rotation"]).run_name()
-    assert rotation.startswith("lenet5-rotation-")
+    rotation = load_config(folder, ["ssl.task=rotation"])
+    assert rotation.run_name() == plain.run_name()  # an ordinary run, whatever ssl holds
+    name = rotation.run_name(pretext=True)
+    assert name.startswith("lenet5-rotation-")
     evaluated = ["ssl.task=rotation", "ssl.evaluate=true", "ssl.seeds=[5]"]
-    assert load_config(folder, evaluated).run_name() == rotation  # evaluates that run
-    assert load_config(folder, ["ssl.task=rotation", "ssl.epochs=3"]).run_name() != rotation
+    assert load_config(folder, evaluated).run_name(pretext=True) == name  # evaluates that run
+    longer = load_config(folder, ["ssl.task=rotation", "ssl.epochs=3"])
+    assert longer.run_name(pretext=True) != name

@@ -422,17 +422,15 @@ class Config(Section):
     def data_path(self, relative):
         return self.data_dir / relative
 
-    def fingerprint(self, federated=False):
-        """A short hash of everything that changes what a run computes."""
+    def fingerprint(self, federated=False, pretext=False):
+        """A short hash of everything that changes what a run computes; `federated`,
+        `pretext`: of this config's federated or pretraining run."""
         exclude = {"run": True, "tune": True, "cv": {"fold"}, "train": set(PLACEMENT_KEYS)}
         if self.cv.folds == 1:
             exclude["cv"] = True  # so configs from before cross-validation keep their runs
         if self.continual.scenario is None:
             exclude["continual"] = True  # likewise for continual learning
-        if self.ssl.task is None:
-            exclude["ssl"] = True  # ordinary runs (a pretraining run is named by its task)
-        else:
-            exclude["ssl"] = set(SSL_EVALUATION_KEYS)
+        exclude["ssl"] = set(SSL_EVALUATION_KEYS) if pretext else True
         if not federated:
             exclude["federated"] = True  # a federated run is named apart (`federated=True`)
         else:
@@ -443,13 +441,15 @@ class Config(Section):
                 del payload[section][key]
         return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
 
-    def run_name(self, federated=False):
-        kind = "-federated" if federated else f"-{self.ssl.task}" if self.ssl.task else ""
-        return self.run.name or f"{self.model.name}{kind}-{self.fingerprint(federated)}"
+    def run_name(self, federated=False, pretext=False):
+        kind = "-federated" if federated else f"-{self.ssl.task}" if pretext else ""
+        fingerprint = self.fingerprint(federated, pretext)
+        return self.run.name or f"{self.model.name}{kind}-{fingerprint}"
 
-    def run_dir(self, federated=False):
-        """Where the run is written; `federated`: a `kapps federate` run of this config."""
-        return Path(self.run.dir) / self.competition.name / self.run_name(federated)
+    def run_dir(self, federated=False, pretext=False):
+        """Where the run is written; `federated`, `pretext`: this config's `kapps federate`
+        or `kapps pretrain` run."""
+        return Path(self.run.dir) / self.competition.name / self.run_name(federated, pretext)
 
     def to_yaml(self):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -35,7 +35,8 @@ def pretrain(cfg, log=print, *, verbose=2):
     check_ssl(cfg)
     if cfg.ssl.evaluate and not cfg.data.answers:
         raise ConfigError("ssl.evaluate scores every cell on the test set: set data.answers")
-    metrics = train(cfg, log, verbose=verbose, task_type=PretextTask)
+    run_dir = cfg.run_dir(pretext=True)
+    metrics = train(cfg, log, run_dir=run_dir, verbose=verbose, task_type=PretextTask)
     run = RunFolder(metrics["run_dir"])
     log(f"backbone: {run.backbone} (kapps run … model.weights={run.backbone.resolve()})")
     metrics["backbone"] = str(run.backbone)
