@@ -330,3 +330,22 @@ def test_pretraining_runs_are_named_by_what_they_train(competition):
     assert load_config(folder, evaluated).run_name(pretext=True) == name  # evaluates that run
     longer = load_config(folder, ["ssl.task=rotation", "ssl.epochs=3"])
     assert longer.run_name(pretext=True) != name
+
+
+def test_the_backbone_carries_what_ssl_transfer_asks_and_the_pretext_task_trained():
+    from pipelines.ssl.models import export_backbone
+
+    def carried(task, transfer, name="lenet5", channels=3, classes=4):
+        build = lambda: kapps.create_model(  # noqa: E731
+            name, input_shape=(32, 32, channels), num_classes=10
+        )
+        model = pretext_model(build(), SSLConfig(task=task), classes=classes)
+        exported = export_backbone(model, build(), transfer)
+        return [layer.name for layer in exported.layers if layer.weights]
+
+    assert carried("rotation", "maps") == ["c1_conv", "c3_conv", "c5_conv"]
+    assert carried("rotation", "all") == ["c1_conv", "c3_conv", "c5_conv", "f6_dense"]
+    assert carried("colorization", "all", classes=261) == ["c1_conv", "c3_conv", "c5_conv"]
+    assert carried("rotation", "maps", name="vit_tiny16")[-1] == "encoder_norm"  # tokens
+    with pytest.raises(kapps.ConfigError, match="ends in a sequence of tokens"):
+        carried("colorization", "maps", name="vit_tiny16", classes=261)

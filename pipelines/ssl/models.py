@@ -10,6 +10,8 @@ that `model.weights=<run>/backbone.keras` loads.
 import keras
 from keras import ops
 
+from kapps.errors import ConfigError
+
 HEADS = ("predictions", "logits")  # a classifier's head; a segmentation model's
 TRUNK = "trunk"
 
@@ -22,13 +24,24 @@ def head_layer(model):
     raise ValueError(f"{model.name} has no layer named one of {HEADS}")
 
 
+def _last_map(backbone, ranks):
+    """The output of the last layer below the head whose output has one of `ranks`
+    (4: a feature map; 3: a sequence of tokens)."""
+    head = head_layer(backbone)
+    before = backbone.layers[: backbone.layers.index(head)]
+    return next(layer.output for layer in reversed(before) if len(layer.output.shape) in ranks)
+
+
 def trunk(backbone, dense=False):
     """The backbone without its head: the head's input, or (`dense`) its last feature map."""
-    head = head_layer(backbone)
-    output = head.input
+    output = head_layer(backbone).input
     if dense and len(output.shape) != 4:  # a classifier: the last map before pooling
-        before = backbone.layers[: backbone.layers.index(head)]
-        output = next(layer.output for layer in reversed(before) if len(layer.output.shape) == 4)
+        if len(_last_map(backbone, (3, 4)).shape) != 4:
+            raise ConfigError(
+                f"ssl.task colorization predicts colours from a feature map; {backbone.name} "
+                "ends in a sequence of tokens (use rotation, jigsaw or simclr)"
+            )
+        output = _last_map(backbone, (4,))
     return keras.Model(backbone.inputs, output, name=TRUNK)
 
 
@@ -85,9 +98,13 @@ def pretext_trunk(model):
 
 
 def transferred(backbone, transfer):
-    """The model whose layers a pretrained backbone carries: up to its last feature map
-    (`transfer="maps"`) or everything below the head ("all")."""
-    return trunk(backbone, dense=transfer == "maps")
+    """The model whose layers a pretrained backbone carries: everything below the head
+    ("all"), or ("maps") up to its last feature map or token sequence, so that a
+    classifier's dense layers after the pooling or flattening start afresh."""
+    output = head_layer(backbone).input
+    if transfer == "maps" and len(output.shape) == 2:
+        output = _last_map(backbone, (3, 4))
+    return keras.Model(backbone.inputs, output, name=TRUNK)
 
 
 def export_backbone(model, backbone, transfer):
@@ -95,8 +112,13 @@ def export_backbone(model, backbone, transfer):
     where `transfer` says, holding the pretext network's trained layers. Saved, it is
     what `model.weights` loads; the layers it does not hold (the head, and with "maps" a
     classifier's dense layers) start afresh in the model that loads it."""
-    trained = {layer.name: layer for layer in pretext_trunk(model).layers if layer.weights}
+    body = pretext_trunk(model)
+    trained = {layer.name: layer for layer in body.layers if layer.weights}
     cut = transferred(backbone, transfer)
+    if any(layer.weights and layer.name not in trained for layer in cut.layers):
+        # the pretext task trained less than `transfer` asks (colorization stops at the
+        # last feature map): carry what it trained
+        cut = keras.Model(backbone.inputs, backbone.get_layer(body.layers[-1].name).output)
     for layer in cut.layers:
         if layer.weights:
             layer.set_weights(trained[layer.name].get_weights())
