@@ -19,6 +19,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from pipelines.data.batching import drop_remainder
 from pipelines.ssl import lab
 
 ROTATIONS = 4
@@ -183,5 +184,6 @@ def pretext_dataset(images, ssl, *, batch_size, training, seed, context):
         )
     if not training:
         dataset = dataset.cache()  # the first pass's tiles, rotations and views, kept
-    drop = training and len(images) * (ROTATIONS if task == "rotation" else 1) >= 2 * batch_size
+    images_per_batch = batch_size // ROTATIONS if task == "rotation" else batch_size
+    drop = drop_remainder(len(images), images_per_batch, training)  # as steps_per_epoch counts
     return dataset.batch(batch_size, drop_remainder=drop).prefetch(AUTOTUNE)

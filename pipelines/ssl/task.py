@@ -188,7 +188,7 @@ class PretextTask(Task):
         return TrainingData(
             train=pretext_dataset(train, cfg.ssl, training=True, **options),
             val=pretext_dataset(val, cfg.ssl, training=False, **options),
-            train_size=len(train) * (ROTATIONS if cfg.ssl.task == "rotation" else 1),
+            train_size=len(train),  # images: a step takes batch_size of them (× 4 rotations)
             val_size=n_val,
             model_args={"backbone": args, "context": context},
             validation={"images": val, "context": context},
