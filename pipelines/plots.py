@@ -16,9 +16,9 @@ from matplotlib.patches import Patch, Rectangle
 from pipelines.runs import atomic_write
 
 
-def _subplots(*args, figsize=None, **kwargs):
+def _subplots(*args, figsize=None, layout=None, **kwargs):
     """`(figure, axes)` as `pyplot.subplots` gives, on a figure pyplot does not hold."""
-    fig = Figure(figsize=figsize)
+    fig = Figure(figsize=figsize, layout=layout)
     return fig, fig.subplots(*args, **kwargs)
 
 
