@@ -192,3 +192,9 @@ def batched(image_set, labels=None, *, batch_size, shuffle=False, augment=None, 
     else:
         dataset = dataset.map(to_float, num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)
+
+
+def stacked(image_set):
+    """Every image of an `ImageSet` as one float32 array (N, H, W, C) of raw pixels."""
+    batches = batched(image_set, batch_size=1024).as_numpy_iterator()
+    return np.concatenate(list(batches)).astype("float32")

@@ -24,24 +24,24 @@ def head_layer(model):
     raise ValueError(f"{model.name} has no layer named one of {HEADS}")
 
 
-def _last_map(backbone, ranks):
-    """The output of the last layer below the head whose output has one of `ranks`
-    (4: a feature map; 3: a sequence of tokens)."""
+def trunk(backbone, cut="all"):
+    """The backbone without its head, cut at:
+
+    - "all": the head's input (every layer below the head);
+    - "maps": a classifier's last feature map or token sequence, so that its
+      dense layers after the pooling or flattening are left out;
+    - "spatial": the last feature map (colorization predicts from one).
+    """
     head = head_layer(backbone)
-    before = backbone.layers[: backbone.layers.index(head)]
-    return next(layer.output for layer in reversed(before) if len(layer.output.shape) in ranks)
-
-
-def trunk(backbone, dense=False):
-    """The backbone without its head: the head's input, or (`dense`) its last feature map."""
-    output = head_layer(backbone).input
-    if dense and len(output.shape) != 4:  # a classifier: the last map before pooling
-        if len(_last_map(backbone, (3, 4)).shape) != 4:
-            raise ConfigError(
-                f"ssl.task colorization predicts colours from a feature map; {backbone.name} "
-                "ends in a sequence of tokens (use rotation, jigsaw or simclr)"
-            )
-        output = _last_map(backbone, (4,))
+    output = head.input
+    if cut != "all" and len(output.shape) == 2:
+        before = backbone.layers[: backbone.layers.index(head)]
+        output = next(layer.output for layer in reversed(before) if len(layer.output.shape) > 2)
+    if cut == "spatial" and len(output.shape) != 4:
+        raise ConfigError(
+            f"ssl.task colorization predicts colours from a feature map; {backbone.name} "
+            "ends in a sequence of tokens (use rotation, jigsaw or simclr)"
+        )
     return keras.Model(backbone.inputs, output, name=TRUNK)
 
 
@@ -63,7 +63,7 @@ def pretext_model(backbone, ssl, *, classes=None, input_shape=None):
     colorization: the trunk's last feature map → a 1×1 convolution to the ab bins.
     """
     task = ssl.task
-    body = trunk(backbone, dense=task == "colorization")
+    body = trunk(backbone, "spatial" if task == "colorization" else "all")
     shape = backbone.inputs[0].shape[1:]
     if task == "rotation":
         inputs = keras.Input(shape, name="images")
@@ -97,24 +97,15 @@ def pretext_trunk(model):
     raise ValueError(f"{model.name} holds no {TRUNK}")
 
 
-def transferred(backbone, transfer):
-    """The model whose layers a pretrained backbone carries: everything below the head
-    ("all"), or ("maps") up to its last feature map or token sequence, so that a
-    classifier's dense layers after the pooling or flattening start afresh."""
-    output = head_layer(backbone).input
-    if transfer == "maps" and len(output.shape) == 2:
-        output = _last_map(backbone, (3, 4))
-    return keras.Model(backbone.inputs, output, name=TRUNK)
-
-
 def export_backbone(model, backbone, transfer):
     """The pretrained backbone: `backbone` (a fresh build of the competition's model) cut
-    where `transfer` says, holding the pretext network's trained layers. Saved, it is
-    what `model.weights` loads; the layers it does not hold (the head, and with "maps" a
-    classifier's dense layers) start afresh in the model that loads it."""
+    where `transfer` ("all" or "maps", see `trunk`) says, holding the pretext network's
+    trained layers. Saved, it is what `model.weights` loads; the layers it does not hold
+    (the head; with "maps" a classifier's dense layers) start afresh in the model that
+    loads it."""
     body = pretext_trunk(model)
     trained = {layer.name: layer for layer in body.layers if layer.weights}
-    cut = transferred(backbone, transfer)
+    cut = trunk(backbone, transfer)
     if any(layer.weights and layer.name not in trained for layer in cut.layers):
         # the pretext task trained less than `transfer` asks (colorization stops at the
         # last feature map): carry what it trained

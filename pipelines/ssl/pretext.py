@@ -138,12 +138,15 @@ def colour_target(image, bins, weights, out_size):
     return lab.grayscale(image), encoded * pixel_weight[..., None]
 
 
-def bin_counts(images, bins, out_size, limit=2000):
-    """How often each ab bin is the nearest one, over (up to `limit` of) the images."""
-    sample = tf.constant(images[:limit], tf.float32)
-    ab = tf.image.resize(lab.rgb_to_lab(sample)[..., 1:], out_size, method="area")
-    nearest = lab.nearest_bin(ab, bins).numpy().ravel()
-    return np.bincount(nearest, minlength=len(bins))
+def bin_counts(images, bins, out_size, limit=2000, chunk=64):
+    """How often each ab bin is the nearest one, over (up to `limit` of) the images,
+    `chunk` images at a time (each pixel's distance to every bin is held at once)."""
+    counts = np.zeros(len(bins), np.int64)
+    for start in range(0, min(limit, len(images)), chunk):
+        sample = tf.constant(images[start : min(start + chunk, limit)], tf.float32)
+        ab = tf.image.resize(lab.rgb_to_lab(sample)[..., 1:], out_size, method="area")
+        counts += np.bincount(lab.nearest_bin(ab, bins).numpy().ravel(), minlength=len(bins))
+    return counts
 
 
 # Datasets ------------------------------------------------------------------------
@@ -158,6 +161,7 @@ def pretext_dataset(images, ssl, *, batch_size, training, seed, context):
     if training:
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     as_float = dataset.map(lambda image: tf.cast(image, tf.float32))
+    drop = drop_remainder(len(images), batch_size, training)  # as steps_per_epoch counts
     task = ssl.task
     if task == "rotation":
         dataset = as_float.map(rotations, num_parallel_calls=AUTOTUNE).unbatch()
@@ -184,6 +188,4 @@ def pretext_dataset(images, ssl, *, batch_size, training, seed, context):
         )
     if not training:
         dataset = dataset.cache()  # the first pass's tiles, rotations and views, kept
-    images_per_batch = batch_size // ROTATIONS if task == "rotation" else batch_size
-    drop = drop_remainder(len(images), images_per_batch, training)  # as steps_per_epoch counts
     return dataset.batch(batch_size, drop_remainder=drop).prefetch(AUTOTUNE)

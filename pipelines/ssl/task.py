@@ -14,7 +14,8 @@ import tensorflow as tf
 
 from kapps.errors import ConfigError
 from kapps.registry import create_model
-from pipelines.data import batched, decoded_images
+from pipelines.data import decoded_images
+from pipelines.data.images import stacked
 from pipelines.data.masks import read_mask_source
 from pipelines.data.sources import (
     ImageSource,
@@ -70,6 +71,24 @@ def check_ssl(cfg):
         )
 
 
+def pretext_compile_args(ssl):
+    """`loss` and `metrics` of the pretext task `ssl.task`."""
+    if ssl.task == "simclr":
+        return {
+            "loss": NTXent(ssl.temperature),
+            "metrics": [keras.metrics.MeanMetricWrapper(contrastive_accuracy, name="accuracy")],
+        }
+    if ssl.task == "colorization":  # targets carry the rebalancing weights: see colour_target
+        return {
+            "loss": keras.losses.CategoricalCrossentropy(from_logits=True),
+            "metrics": [keras.metrics.CategoricalAccuracy(name="accuracy")],
+        }
+    return {
+        "loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        "metrics": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    }
+
+
 class PretextTask(Task):
     name = "pretext"
 
@@ -80,7 +99,6 @@ class PretextTask(Task):
     # Config -----------------------------------------------------------------------
     def resolve(self):
         """The competition's own resolution, then the pretext run's settings filled in."""
-        check_ssl(self.cfg)
         cfg = self.inner.resolve()
         ssl, train = cfg.ssl, cfg.train
         train.epochs = ssl.epochs or train.epochs
@@ -121,11 +139,12 @@ class PretextTask(Task):
             images = decoded_images(
                 source, data.image_size, data.channels, data.cache, run.cache(f"pretext-{split}")
             )
-            stacks += list(batched(images, batch_size=1024).as_numpy_iterator())
+            stacks.append(stacked(images).astype(np.uint8))
             skipped += images.skipped
-        if not stacks:
+        images = np.concatenate(stacks)
+        if not len(images):
             raise DataError(f"no image could be decoded from {self.cfg.data_dir}")
-        return np.concatenate(stacks).astype(np.uint8), skipped
+        return images, skipped
 
     def _backbone(self, args, weights=True):
         if weights:
@@ -154,8 +173,7 @@ class PretextTask(Task):
                 f"ssl.task colorization does not apply to {self.cfg.competition.name}: "
                 "its images are grayscale (every pixel has R = G = B)"
             )
-        keras.utils.set_random_seed(self.cfg.train.seed)
-        size = tuple(trunk(self._backbone(args, weights=False), dense=True).output.shape[1:3])
+        size = tuple(trunk(self._backbone(args, weights=False), "spatial").output.shape[1:3])
         bins = lab.ab_bins()
         counts = bin_counts(images, bins, size)
         weights = lab.rebalancing_weights(counts, bins, ssl.rebalance)
@@ -212,21 +230,7 @@ class PretextTask(Task):
         return []  # a pretext network is trained whole
 
     def compile_args(self):
-        task = self.cfg.ssl.task
-        if task == "simclr":
-            return {
-                "loss": NTXent(self.cfg.ssl.temperature),
-                "metrics": [keras.metrics.MeanMetricWrapper(contrastive_accuracy, name="accuracy")],
-            }
-        if task == "colorization":  # targets carry the rebalancing weights: see colour_target
-            return {
-                "loss": keras.losses.CategoricalCrossentropy(from_logits=True),
-                "metrics": [keras.metrics.CategoricalAccuracy(name="accuracy")],
-            }
-        return {
-            "loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            "metrics": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        }
+        return pretext_compile_args(self.cfg.ssl)
 
     # After training -----------------------------------------------------------------
     def evaluate(self, model, data, run):

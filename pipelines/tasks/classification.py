@@ -14,7 +14,7 @@ from kapps.errors import ConfigError
 from pipelines.cam import write_cam_grid
 from pipelines.data import batched, decoded_images, read_test_source, read_train_source
 from pipelines.data.augment import build_augmenter, tta_views
-from pipelines.data.images import require_decoded
+from pipelines.data.images import require_decoded, stacked
 from pipelines.data.sources import train_labels
 from pipelines.data.splits import duplicates_across_folds, labelled_rows, split_rows
 from pipelines.errors import DataError
@@ -37,12 +37,6 @@ def _softmax(logits):
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
-
-
-def _stack(image_set):
-    """Every image of an `ImageSet` as one float32 array (N, H, W, C)."""
-    batches = batched(image_set, batch_size=1024).as_numpy_iterator()
-    return np.concatenate(list(batches)).astype("float32")
 
 
 @dataclass
@@ -146,9 +140,9 @@ class ClassificationTask(Task):
         as float32 and class indices; no augmentation."""
         labels, train_rows, val_rows, train_set, val_set = self._splits(run)
         return (
-            _stack(train_set),
+            stacked(train_set),
             labels[train_rows][train_set.rows],
-            _stack(val_set),
+            stacked(val_set),
             labels[val_rows][val_set.rows],
         )
 
