@@ -330,10 +330,7 @@ def tune(
     worker_index: Annotated[int | None, typer.Option(hidden=True)] = None,
 ):
     """Tune the competition with Optuna over its tune.space; writes best.yaml for --override."""
-    from kapps.errors import ConfigError
-    from pipelines.devices import cluster
-    from pipelines.prepare import prepare as prepare_data
-    from pipelines.tune import open_study, optimize, report, run_workers
+    from pipelines.tune import tune_competition
 
     sugar = {
         "trials": trials,
@@ -345,43 +342,28 @@ def tune(
     settings = [f"tune.{k}={v}" for k, v in sugar.items() if v is not None]
     all_overrides = [*(overrides or ()), *settings]
     cfg = _config(competition, all_overrides, override)
-    if cluster(cfg.train)[1] > 1:
-        raise ConfigError(
-            "kapps tune runs one process per trial (--workers for several); "
-            "several processes train one run with kapps run or kapps train"
-        )
-    child = worker_index is not None
-    session = open_study(
-        cfg, study_name, storage, out, worker_index=worker_index or 0, workers=workers
-    )
-    if not child:
-        prepare_data(cfg, log=_log)
-    name = session.study.study_name
-    if child:
-        optimize(session, timeout, log=lambda line: _log(f"[dim]w{worker_index}[/] {line}"))
-        return
-    _log(
-        f"study {name!r} in {session.storage_url}: {cfg.tune.trials} trials, "
-        f"{session.direction} {session.metric}"
-    )
-    start = time.perf_counter()
+    command_args = [str(competition), *all_overrides, *(f"--override={f}" for f in override or ())]
     try:
-        if workers > 1:
-            args = [str(competition), *all_overrides]
-            args += [f"--override={f}" for f in override or ()]
-            args += ["--storage", session.storage_url, "--study-name", name]
-            args += ["--out", str(session.folder.path)]
-            args += ["--timeout", str(timeout)] if timeout else []
-            run_workers(workers, args, log=_log)
-        else:
-            optimize(session, timeout, log=_log)
+        done = tune_competition(
+            cfg,
+            command_args,
+            study_name=study_name,
+            storage=storage,
+            out=out,
+            workers=workers,
+            timeout=timeout,
+            worker_index=worker_index,
+            log=_log,
+        )
     except KeyboardInterrupt:
         errors.print(
             "interrupted: the study keeps its finished trials; the same command resumes it"
         )
         sys.exit(130)
-    result = report(session)
-    console.print(tune_table(session, result, time.perf_counter() - start))
+    if done is None:  # a worker process: the command that started it reports
+        return
+    session, result, seconds = done
+    console.print(tune_table(session, result, seconds))
     for path in result.files:
         _log(f"wrote {path}")
     if result.best is not None:

@@ -2,8 +2,9 @@
 
 YAML gives the values, override files and then `key=value` arguments win, an
 unknown key is an error naming the closest valid key, and the resolved config
-is saved in every run folder. Every key has a one-line comment in `schema.py`;
-it is the table of defaults.
+is saved in every run folder. Every key has a one-line comment in `schema.py`
+(the learning paradigms' sections in `paradigms.py`, `tune:` in `tuning.py`); they are the
+table of defaults.
 """
 
 from pipelines.config.loading import load_config, parse_override, validate_config
@@ -16,13 +17,12 @@ from pipelines.config.schema import (
     DataConfig,
     GenerateConfig,
     ModelConfig,
-    ParamSpace,
     RunConfig,
     SubmissionConfig,
     TrainConfig,
-    TuneConfig,
     check_tunable_key,
 )
+from pipelines.config.tuning import ParamSpace, TuneConfig
 
 __all__ = [
     "CONFIG_FILE",

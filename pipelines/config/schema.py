@@ -1,23 +1,30 @@
 """The competition schema: every key, its default and a one-line comment.
 
-This is the table of defaults (`Config` and its sections); `pipelines.config.loading`
-reads YAML and `key.sub=value` overrides into it.
+This is the table of defaults (`Config` and its sections; the learning paradigms'
+sections are in `paradigms.py`, the tuning section in `tuning.py`);
+`pipelines.config.loading` reads YAML and `key.sub=value` overrides into it.
 """
 
 import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
+
+from pipelines.config.base import Section
+from pipelines.config.paradigms import (
+    FEDERATED_PLACEMENT_KEYS,
+    SSL_EVALUATION_KEYS,
+    ContinualConfig,
+    FederatedConfig,
+    SSLConfig,
+)
+from pipelines.config.tuning import TuneConfig
 
 CONFIG_FILE = "competition.yaml"
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 # Keys added after runs existed: left out of the fingerprint at their default,
@@ -210,139 +217,6 @@ class CVConfig(Section):
     strategy: Literal["kfold", "stratified", "group"] = "stratified"  # how rows go to folds
     group_column: str | None = None  # group: rows sharing this train-CSV column share a fold
     fold: int | None = Field(None, ge=0)  # set by the engine in each fold's run
-
-
-class ContinualConfig(Section):
-    """Continual learning: the classes (or domains) arrive as tasks, one after another."""
-
-    # class_il | task_il (Split: classes in groups) | domain_il (every class, a transform
-    # per task); None: ordinary training
-    scenario: Literal["class_il", "task_il", "domain_il"] | None = None
-    domain: Literal["permuted", "rotated"] = "permuted"  # domain_il: each task's transform
-    tasks: int = Field(5, ge=2)  # how many tasks
-    classes_per_task: int = Field(2, ge=1)  # class_il, task_il
-    order: list[int] | None = None  # the classes in the order they arrive; None: 0, 1, 2, …
-    # finetune (lower bound) | joint (upper bound) | ewc (online) | lwf | er | der | derpp
-    method: Literal["finetune", "joint", "ewc", "lwf", "er", "der", "derpp"] = "finetune"
-    buffer: int = Field(200, ge=1)  # er, der, derpp: examples kept for replay
-    replay_batch: int | None = Field(None, ge=1)  # replayed per step; None: train.batch_size
-    alpha: float = Field(0.2, ge=0)  # der, derpp: weight of the logit match
-    beta: float = Field(1.0, ge=0)  # derpp: weight of the replayed labels' cross-entropy
-    ewc_lambda: float = Field(90.0, ge=0)  # ewc: strength of the pull to the anchored weights
-    ewc_gamma: float = Field(1.0, ge=0, le=1)  # ewc: decay of the running Fisher per task
-    lwf_lambda: float = Field(1.0, ge=0)  # lwf: weight of the distillation
-    temperature: float = Field(2.0, gt=0)  # lwf: distillation temperature
-    seed: int = 0  # the permutations and angles of domain_il
-
-
-class SSLConfig(Section):
-    """`kapps pretrain`: a pretext task trains a backbone on the images without their labels."""
-
-    # rotation (Gidaris et al. 2018) | jigsaw (Noroozi & Favaro 2016) | colorization
-    # (Zhang et al. 2016) | simclr (Chen et al. 2020); None: no pretraining
-    task: Literal["rotation", "jigsaw", "colorization", "simclr"] | None = None
-    epochs: int | None = Field(None, ge=1)  # pretext epochs; None: train.epochs
-    lr: float | None = Field(None, gt=0)  # pretext peak learning rate; None: train.lr
-    batch_size: int | None = Field(None, ge=2)  # pretext images per step; None: train.batch_size
-    include_test: bool = True  # also pretrain on the test images (their labels are unknown)
-    # what backbone.keras carries: maps (the layers up to the last feature map; a classifier's
-    # dense layers start afresh, as the pretext task specialises them: Gidaris et al. 2018,
-    # section 3.1) or all (every layer below the head)
-    transfer: Literal["maps", "all"] = "maps"
-    grid: int | None = Field(None, ge=2, le=4)  # jigsaw: tiles per side; None: 3, or 2 under 64 px
-    permutations: int | None = Field(None, ge=2)  # jigsaw: permutation classes; None: all of a
-    # 2×2 grid's 24, 100 for 3×3 (chosen by maximal Hamming distance)
-    jitter: float = Field(0.25, ge=0, lt=1)  # jigsaw: share of a cell a tile's crop leaves out
-    temperature: float = Field(0.5, gt=0)  # simclr: NT-Xent temperature
-    projection_dim: int = Field(128, ge=8)  # simclr: output of the projection head
-    crop_scale: float = Field(0.3, gt=0, le=1)  # simclr: smallest random crop (share of area)
-    rebalance: float = Field(0.5, ge=0, le=1)  # colorization: λ mixing the bin prior with uniform
-    # after pretraining: fine-tune (and linear-probe) every data.label_fraction in `fractions`
-    # with each seed in `seeds`, against training from scratch; writes grid.csv and grid.png
-    evaluate: bool = False
-    freeze_epochs: int = Field(0, ge=0)  # evaluate: fine-tuning's train.freeze_epochs
-    backbone_lr_mult: float = Field(1.0, ge=0, le=1)  # evaluate: fine-tuning's backbone_lr_mult
-    fractions: list[Annotated[float, Field(gt=0, le=1)]] = [0.01, 0.05, 0.1, 1.0]  # evaluate
-    seeds: list[int] = [0, 1, 2]  # evaluate: train.seed of each repeat
-
-
-class FederatedConfig(Section):
-    """`kapps federate`: clients that keep their rows train in rounds; a server averages."""
-
-    clients: int = Field(10, ge=1)  # clients the training split is dealt out to
-    rounds: int = Field(20, ge=1)  # rounds of: send the global model, train locally, average
-    fraction: float = Field(1.0, gt=0, le=1)  # share of the connected clients each round samples
-    min_clients: int | None = Field(None, ge=1)  # connected clients a round waits for; None: all
-    local_epochs: int = Field(1, ge=1)  # epochs each sampled client trains on its rows
-    strategy: Literal["fedavg", "fedprox"] = "fedavg"  # Flower's FedAvg or FedProx
-    mu: float = Field(0.01, ge=0)  # fedprox: weight of the proximal term μ/2 · ‖w − w_global‖²
-    partition: Literal["iid", "dirichlet"] = "iid"  # how rows are dealt: at random, or by
-    # class with proportions drawn from Dirichlet(alpha) per class
-    alpha: float = Field(0.5, gt=0)  # dirichlet: concentration; small: few classes per client
-    seed: int = 0  # the partition's and the client sampling's seed
-    centralised: bool = True  # also train the same model on all rows, as the reference
-    round_timeout: float = Field(3600.0, gt=0)  # seconds the server waits for a round's replies
-    cpus_per_client: float = Field(1.0, gt=0)  # simulation: CPU cores each client holds
-    gpus_per_client: float = Field(0.0, ge=0)  # simulation: share of a GPU each client holds
-
-
-# How a pretrained backbone is evaluated, not how it is trained: not part of its run's name,
-# so `ssl.evaluate=true` after a pretraining evaluates that run.
-SSL_EVALUATION_KEYS = ("evaluate", "fractions", "seeds", "freeze_epochs", "backbone_lr_mult")
-
-
-# Where a federation runs, not what it computes: never part of its run's name.
-FEDERATED_PLACEMENT_KEYS = ("round_timeout", "cpus_per_client", "gpus_per_client", "centralised")
-
-
-class ParamSpace(Section):
-    """One searched key of `tune.space`, e.g. `train.lr: {type: float, low: 1e-4, high: 1e-2,
-    log: true}`; `when: {model.name: lenet5}` samples it only when that holds."""
-
-    type: Literal["float", "int", "categorical"]  # what is sampled
-    low: float | None = None  # float, int: smallest value
-    high: float | None = None  # float, int: largest value (inclusive)
-    log: bool = False  # float, int: sample on a log scale (low > 0)
-    step: float | None = None  # float, int: grid step (not with log)
-    choices: list[Any] | None = None  # categorical: the values
-    when: dict[str, Any] | None = None  # key → value (or list of values) that must hold
-
-    @model_validator(mode="after")
-    def _check(self):
-        if self.type == "categorical":
-            if not self.choices:
-                raise ValueError("a categorical entry needs a non-empty `choices` list")
-            return self
-        if self.low is None or self.high is None:
-            raise ValueError(f"a {self.type} entry needs `low` and `high`")
-        if self.low > self.high:
-            raise ValueError(f"low {self.low} is above high {self.high}")
-        if self.log and self.low <= 0:
-            raise ValueError("a log-scale entry needs low > 0")
-        if self.log and self.step is not None:
-            raise ValueError("`step` and `log` cannot be used together")
-        if self.type == "int" and not (
-            float(self.low).is_integer() and float(self.high).is_integer()
-        ):
-            raise ValueError("an int entry needs whole-number low and high")
-        return self
-
-
-class TuneConfig(Section):
-    """`kapps tune`: an Optuna study over `space`; each trial is a run with those values."""
-
-    space: dict[str, ParamSpace] = {}  # config key (e.g. train.lr, model.args.width) → range
-    trials: int = Field(20, ge=1)  # trials the study should hold (finished, pruned or failed)
-    metric: str | None = None  # per-epoch metric to optimise; None: the task's (val_accuracy…)
-    direction: Literal["minimize", "maximize"] | None = None  # None: the task's for its metric
-    sampler: Literal["tpe", "random", "cmaes"] = "tpe"  # Optuna sampler
-    pruner: Literal["median", "hyperband", "none"] = "median"  # stops unpromising trials early
-    epochs: int | None = Field(None, ge=1)  # epochs per trial; None: train.epochs
-    startup_trials: int = Field(5, ge=0)  # trials sampled at random and never pruned
-    warmup_epochs: int = Field(1, ge=0)  # median pruner: epochs before a trial can be pruned
-    seed: int | None = None  # sampler seed; None: train.seed
-    heartbeat: int = Field(30, ge=1)  # seconds between a running trial's heartbeats
-    max_retry: int = Field(2, ge=0)  # re-queues of a trial whose worker died
 
 
 class RunConfig(Section):

@@ -29,7 +29,7 @@ from pipelines.tune.report import Report, report
 from pipelines.tune.space import nested, suggest, trial_config
 from pipelines.tune.storage import HeartbeatJournalStorage, open_storage, redact
 from pipelines.tune.study import Study, open_study, optimize
-from pipelines.tune.workers import run_workers
+from pipelines.tune.workers import run_workers, tune_competition
 
 __all__ = [
     "HeartbeatJournalStorage",
@@ -44,4 +44,5 @@ __all__ = [
     "run_workers",
     "suggest",
     "trial_config",
+    "tune_competition",
 ]
