@@ -4,7 +4,14 @@
 >>> model = kapps.create_model("lenet5", input_shape=(32, 32, 1), num_classes=10)
 """
 
-from kapps import classification, detection, retrieval, segmentation, text  # noqa: F401  (registers the builders)
+from kapps import (  # noqa: F401  (registers the builders)
+    classification,
+    detection,
+    generation,
+    retrieval,
+    segmentation,
+    text,
+)
 from kapps.errors import ConfigError, KappsError
 from kapps.features import feature_extractor, feature_layers
 from kapps.flops import count_flops

@@ -14,7 +14,7 @@ import keras
 
 from kapps.errors import ConfigError, UnknownModelError
 
-TASKS = ("classification", "segmentation", "detection", "retrieval", "text")
+TASKS = ("classification", "segmentation", "detection", "retrieval", "text", "generation")
 
 
 @dataclass(frozen=True)
