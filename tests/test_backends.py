@@ -18,7 +18,7 @@ import pytest
 import kapps
 from tests.conftest import REPO
 
-DEFAULT = {"lenet5", "gpt_nano"}
+DEFAULT = {"lenet5", "gpt_nano", "wgan_gp"}  # WGAN-GP: its penalty uses JAX's own grad
 
 SCRIPT = """
 import sys
@@ -50,6 +50,15 @@ elif entry.task == "retrieval":  # dual encoders: image-text pairs in, a 2×2 si
     }
     targets, expected = np.array([0, 1]), (2, 2)
     assert model.encode_texts(images["token_ids"]).shape == (2, entry.test_kwargs["embed_dim"])
+elif entry.task == "generation":  # images in, the model's own loss; then new images
+    images = rng.uniform(0, 255, (4, *entry.test_kwargs["image_shape"])).astype("float32")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    loss = float(model.train_on_batch(images, return_dict=True)["loss"])
+    assert np.isfinite(loss), loss
+    found = model.sample(2, seed=0)
+    assert found.shape == (2, *entry.test_kwargs["image_shape"]) and np.isfinite(found).all()
+    print("ok", found.shape, loss)
+    sys.exit(0)
 elif entry.task == "detection":  # raw head outputs per anchor point; predict gives boxes
     images = rng.uniform(0, 255, (2, *model.input_shape[1:])).astype("float32")
     classes = entry.test_kwargs["num_classes"]

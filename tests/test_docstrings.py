@@ -13,6 +13,9 @@ MODULES = [
     "kapps.features",
     "kapps.flops",
     "kapps.layers.transformer",
+    "kapps.generation.autoencoder",
+    "kapps.generation.gan",
+    "kapps.generation.diffusion",
 ]
 
 

@@ -36,6 +36,9 @@ HEAVY = [
 
 
 def registered(names):
+    """The names outside the generation family (tests/test_generation_models.py has
+    theirs: they train on images alone and sample), heavy ones marked slow."""
+    names = [n for n in names if kapps.get_entry(n).task != "generation"]
     return [
         pytest.param(n, marks=pytest.mark.slow)
         if any(fnmatch.fnmatch(n, pattern) for pattern in HEAVY)

@@ -211,13 +211,11 @@ class DDPM(keras.Model):
     test_kwargs={
         "image_shape": (8, 8, 1),
         "timesteps": 20,
-        "network": {
-            "channels": 8,
-            "channel_mult": (1, 2),
-            "num_res_blocks": 1,
-            "attention_resolutions": (4,),
-            "groups": 4,
-        },
+        "channels": 8,
+        "channel_mult": (1, 2),
+        "num_res_blocks": 1,
+        "attention_resolutions": (4,),
+        "groups": 4,
     },
     min_input_size=8,
 )
