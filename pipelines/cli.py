@@ -183,23 +183,25 @@ def predict(
 @user_errors
 def submit(
     run_dir: RunDir,
-    file: Annotated[Path | None, typer.Option(help="CSV to check instead of the run's")] = None,
+    file: Annotated[Path | None, typer.Option(help="file to check instead of the run's")] = None,
     kaggle: Annotated[
         bool, typer.Option("--kaggle", help="then upload it with the Kaggle CLI")
     ] = False,
     message: Annotated[str | None, typer.Option(help="Kaggle submission message")] = None,
 ):
-    """Validate a run's submission.csv against sample_submission.csv; --kaggle uploads it."""
+    """Validate a run's submission (submission.csv against sample_submission.csv, or
+    images.zip); --kaggle uploads it."""
     from kapps.errors import ConfigError
-    from pipelines.predict import check_submission, load_run
+    from pipelines.predict import check_submission, load_run, submission_file
     from pipelines.prepare import kaggle_submit
     from pipelines.runs import RunFolder
 
-    path = file or RunFolder(run_dir).submission
+    cfg = load_run(run_dir)
+    path = file or submission_file(RunFolder(run_dir), cfg)
     rows = check_submission(run_dir, file)
-    _log(f"[green]valid:[/] {path} ({rows} rows)")
+    what = "images" if cfg.submission.kind == "image_zip" else "rows"
+    _log(f"[green]valid:[/] {path} ({rows} {what})")
     if kaggle:
-        cfg = load_run(run_dir)
         slug = cfg.competition.kaggle
         if not slug or "/" in slug:
             what = f"the Kaggle dataset {slug}" if slug else "no competition.kaggle slug"

@@ -30,11 +30,14 @@ def plot_curves(history_csv, path):
     """Loss and every other metric per epoch, training next to validation."""
     history = pd.read_csv(history_csv)
     metrics = [c for c in history.columns if c not in ("epoch", "learning_rate")]
-    names = [m for m in metrics if not m.startswith("val_")]
+    # each metric once: a validation-only one (generation's val_fid) gets its own panel
+    names = [m for m in metrics if not m.startswith("val_") or m[4:] not in metrics]
     fig, axes = _subplots(1, len(names), figsize=(4.5 * len(names), 3.4), squeeze=False)
     epochs = history["epoch"] + 1
     for ax, name in zip(axes[0], names, strict=True):
-        ax.plot(epochs, history[name], label="train", marker=".")
+        own = "validation" if name.startswith("val_") else "train"
+        values = history[name]
+        ax.plot(epochs[values.notna()], values.dropna(), label=own, marker=".")
         if f"val_{name}" in history:
             ax.plot(epochs, history[f"val_{name}"], label="validation", marker=".")
         ax.set_xlabel("epoch")

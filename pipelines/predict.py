@@ -53,6 +53,8 @@ def model_files(run_dir, cfg):
 def write_predictions(cfg, task, test, predictions, path, log=print):
     """Write the validated submission of `predictions` to `path`; score it when the
     competition has an answer key. Returns `{"submission": path, "test": scores?}`."""
+    if cfg.submission.kind == "image_zip":  # no CSV: the generation task writes images.zip
+        return task.write_submission(test, predictions, path, log)
     sample = read_sample(cfg.data_path(cfg.data.sample_submission))
     frame = task.submission_frame(test, predictions, sample)
     path = write_submission(
@@ -70,6 +72,11 @@ def write_predictions(cfg, task, test, predictions, path, log=print):
     return result
 
 
+def submission_file(run, cfg):
+    """The run's submission: `submission.csv`, or `images.zip` for an image_zip competition."""
+    return run.images_zip if cfg.submission.kind == "image_zip" else run.submission
+
+
 def predict(run_dir, output=None, log=print):
     """Predict the test set with the run's best model and write the submission.
 
@@ -80,7 +87,7 @@ def predict(run_dir, output=None, log=print):
     run = RunFolder(run_dir)
     with run.lock():
         cfg, task, test, predictions = test_predictions(run, log)
-        path = Path(output) if output else run.submission
+        path = Path(output) if output else submission_file(run, cfg)
         result = write_predictions(cfg, task, test, predictions, path, log)
         if "test" in result:
             update_json(run.metrics, test=result["test"])
@@ -91,10 +98,12 @@ def check_submission(run_dir, file=None):
     """Validate a run's submission (or another file) against the sample; return its row count."""
     run = RunFolder(run_dir)
     cfg = load_run(run_dir)
-    path = Path(file) if file else run.submission
+    path = Path(file) if file else submission_file(run, cfg)
+    task = get_task(cfg)
+    if cfg.submission.kind == "image_zip":
+        return task.check_submission(path)
     frame = read_csv(path, "submission", ids_as_text=True)
     sample = read_sample(cfg.data_path(cfg.data.sample_submission))
-    task = get_task(cfg)
     validate_submission(
         frame,
         sample,

@@ -110,7 +110,11 @@ def run_prepare_script(script, data_dir):
 def prepare(cfg, log=print):
     """Make `cfg.data_dir` hold everything the config reads."""
     data_dir = cfg.data_dir
-    has_sample = cfg.data_path(cfg.data.sample_submission).is_file()
+    # What shows the data is there: the sample submission (an image zip has none: the
+    # training images)
+    images = cfg.submission.kind == "image_zip"
+    needed = cfg.data_path(cfg.data.train if images else cfg.data.sample_submission)
+    has_sample = needed.exists()
     # A data folder the user filled (e.g. a dataset's files, laid out by prepare.py) is used.
     filled = data_dir.is_dir() and any(data_dir.iterdir())
     if cfg.competition.kaggle and not has_sample and not filled:
@@ -119,8 +123,8 @@ def prepare(cfg, log=print):
     if script.is_file():
         data_dir.mkdir(parents=True, exist_ok=True)
         run_prepare_script(script, data_dir)
-    if not cfg.data_path(cfg.data.sample_submission).is_file():
-        raise DataError(f"{cfg.data_path(cfg.data.sample_submission)} is missing after prepare")
+    if not needed.exists():
+        raise DataError(f"{needed} is missing after prepare")
     _report_rle_order(cfg, log)
     log(f"data ready in {data_dir}")
     return data_dir

@@ -3,7 +3,8 @@
 `runs/<competition>/<run>/` holds the resolved `config.yaml`, `history.csv`,
 `best.keras`, `backup/` (what `BackupAndRestore` resumes from), `state.json`,
 `metrics.json`, `curves.png` and the task's plots, `oof.csv` and `fold-<k>/`
-for a cross-validation, and `submission.csv`. A tuning folder
+for a cross-validation, and `submission.csv` (`images.zip` and `samples/` for
+a generation run). A tuning folder
 (`runs/<competition>/tune/`) holds the study's report and `trials/`. Code
 elsewhere asks a `RunFolder` or `TuneFolder` for a path; it never spells a
 file name.
@@ -95,6 +96,15 @@ class RunFolder:
     @property
     def samples(self):
         return self.path / "samples.txt"
+
+    @property
+    def images_zip(self):
+        """A generation run's submission: the generated images."""
+        return self.path / "images.zip"
+
+    def epoch_samples(self, epoch):
+        """A generation run's grid of samples after epoch `epoch` (counted from 1)."""
+        return self.path / "samples" / f"epoch-{epoch:03d}.png"
 
     @property
     def embeddings(self):

@@ -58,9 +58,10 @@ def build_optimizer(train, steps_per_epoch, learning_rate=None):
         return keras.optimizers.SGD(
             schedule, momentum=train.momentum, weight_decay=train.weight_decay or None, **common
         )
+    betas = {"beta_1": train.beta_1, "beta_2": train.beta_2}
     if train.optimizer == "adam":
-        return keras.optimizers.Adam(schedule, **common)
-    return keras.optimizers.AdamW(schedule, weight_decay=train.weight_decay, **common)
+        return keras.optimizers.Adam(schedule, **betas, **common)
+    return keras.optimizers.AdamW(schedule, weight_decay=train.weight_decay, **betas, **common)
 
 
 def _resume_point(run, monitor, mode):
@@ -233,7 +234,8 @@ def _fit(cfg, task, data, run, monitor, mode, log, extra_callbacks, verbose):
     elif pretrained and initial_epoch < cfg.train.freeze_epochs:
         phases.insert(0, (cfg.train.freeze_epochs, True))
         log(f"epochs 1–{cfg.train.freeze_epochs} train the new head, the pretrained layers frozen")
-    callbacks = _callbacks(cfg, run, monitor, mode, best_so_far, extra_callbacks)
+    callbacks = task.epoch_callbacks(data, run)
+    callbacks += _callbacks(cfg, run, monitor, mode, best_so_far, extra_callbacks)
     state = read_json(run.state, {})
     start, losses = time.perf_counter(), []
     for epochs, frozen in phases:

@@ -16,6 +16,8 @@ extractor; the number is only comparable between runs that used the same one):
   distance, as Kaggle's scorer does.
 """
 
+import warnings
+
 import numpy as np
 from scipy import linalg
 
@@ -32,7 +34,9 @@ def frechet_distance(mu1, sigma1, mu2, sigma2):
     """The Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2)."""
     mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
     sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
-    covmean, _ = linalg.sqrtm(sigma1 @ sigma2, disp=False)
+    with warnings.catch_warnings():  # a singular product is handled below
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean, _ = linalg.sqrtm(sigma1 @ sigma2, disp=False)
     if not np.isfinite(covmean).all():  # a singular product: nudge both diagonals
         offset = np.eye(len(sigma1)) * 1e-6
         covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))

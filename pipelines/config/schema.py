@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, Field, model_validator
 
 from pipelines.config.base import Section
+from pipelines.config.generation import GenerationConfig
 from pipelines.config.paradigms import (
     FEDERATED_PLACEMENT_KEYS,
     SSL_EVALUATION_KEYS,
@@ -34,6 +35,8 @@ FINGERPRINT_DEFAULTS = (
     ("train", "freeze_epochs", 0),
     ("train", "backbone_lr_mult", 1.0),
     ("data", "label_fraction", 1.0),
+    ("train", "beta_1", 0.9),
+    ("train", "beta_2", 0.999),
 )
 
 
@@ -49,9 +52,9 @@ PLACEMENT_KEYS = (
 
 class CompetitionConfig(Section):
     name: str  # folder name under run.dir
-    task: Literal["classification", "segmentation", "detection", "retrieval", "text"] = (
-        "classification"  # task family
-    )
+    task: Literal[
+        "classification", "segmentation", "detection", "retrieval", "text", "generation"
+    ] = "classification"  # task family
     kaggle: str | None = None  # Kaggle competition slug (or owner/dataset) `kapps prepare`
     # downloads; None: made by prepare.py
     dir: str | None = None  # the competition folder; filled in when the config is loaded
@@ -71,9 +74,11 @@ class DataConfig(Section):
         "captions",
         "coco_captions",
         "text",
+        "image_folder",
     ] = "pixel_csv"  # train layout; mask_folders, rle_csv: segmentation; box_csv, coco,
     # yolo_txt: detection (one row per box; COCO instances JSON; YOLO label files); captions,
-    # coco_captions: retrieval (an image,caption CSV or COCO captions JSON); text: a corpus
+    # coco_captions: retrieval (an image,caption CSV or COCO captions JSON); text: a corpus;
+    # image_folder: generation (a folder of images, no labels)
     train: str = "train.csv"  # pixel CSV, CSV of ids+labels, or folder of class folders
     train_images: str = "{id}"  # csv_paths: image path for a train id, relative to data.dir
     test: str = "test.csv"  # pixel CSV, or CSV listing test ids (often sample_submission.csv)
@@ -143,6 +148,8 @@ class TrainConfig(Section):
     lr: float = Field(1e-3, gt=0)  # peak learning rate, reached after warm-up
     weight_decay: float = Field(1e-4, ge=0)  # decoupled weight decay (adamw, sgd)
     momentum: float = Field(0.9, ge=0, lt=1)  # sgd momentum
+    beta_1: float = Field(0.9, ge=0, lt=1)  # adam, adamw: first-moment decay (DCGAN: 0.5)
+    beta_2: float = Field(0.999, ge=0, lt=1)  # adam, adamw: second-moment decay
     warmup_epochs: float = Field(1.0, ge=0)  # linear warm-up before the cosine decay
     clipnorm: float = Field(0.0, ge=0)  # clip the gradients' global norm to this; 0: off
     label_smoothing: float = Field(0.0, ge=0, lt=1)  # cross-entropy label smoothing
@@ -173,9 +180,10 @@ class TrainConfig(Section):
 
 
 class SubmissionConfig(Section):
-    kind: Literal["label", "probability", "rle", "boxes", "text", "matches"] = "label"  # target
-    # columns hold: a label, probabilities, RLE masks, a box PredictionString, text, or
-    # space-joined ids of the best matches
+    # what the target columns hold: a label, probabilities, RLE masks, a box PredictionString,
+    # text, or space-joined ids of the best matches; image_zip: no CSV, generated images in
+    # images.zip (the generation section says how many, their size and format)
+    kind: Literal["label", "probability", "rle", "boxes", "text", "matches", "image_zip"] = "label"
     positive_class: Any = None  # probability with one target column: P(this class)
     clip: float = Field(0.0, ge=0, lt=0.5)  # probability: clip to [clip, 1 - clip]
     metric: Literal["accuracy", "log_loss", "dice", "recall", "map", "map50", "wheat"] | None = (
@@ -236,6 +244,7 @@ class Config(Section):
     continual: ContinualConfig = ContinualConfig()
     federated: FederatedConfig = FederatedConfig()
     ssl: SSLConfig = SSLConfig()
+    generation: GenerationConfig = GenerationConfig()
     tune: TuneConfig = TuneConfig()
     run: RunConfig = RunConfig()
 
@@ -248,6 +257,7 @@ class Config(Section):
             "detection": {"box_csv", "coco", "yolo_txt"},
             "retrieval": {"captions", "coco_captions"},
             "text": {"text"},
+            "generation": {"image_folder", "class_folders", "pixel_csv"},
         }
         task = self.competition.task
         wanted = formats.get(task, {"pixel_csv", "class_folders", "csv_paths"})
@@ -304,6 +314,8 @@ class Config(Section):
             exclude["cv"] = True  # so configs from before cross-validation keep their runs
         if self.continual.scenario is None:
             exclude["continual"] = True  # likewise for continual learning
+        if self.competition.task != "generation":
+            exclude["generation"] = True
         exclude["ssl"] = set(SSL_EVALUATION_KEYS) if pretext else True
         if not federated:
             exclude["federated"] = True  # a federated run is named apart (`federated=True`)

@@ -1,6 +1,7 @@
 """Readers of the tables behind a data set: which images, which ids, which labels.
 
-Three classification layouts users meet on Kaggle:
+Three classification layouts users meet on Kaggle (generation reads them too, labels
+optional, and a plain folder of images, `image_folder`):
 - `pixel_csv`: one image per row, `label,pixel0..pixelN` (Digit Recognizer);
 - `class_folders`: `train/<class>/<image>`, one folder per class;
 - `csv_paths`: a CSV of ids and labels whose images sit at `data.train_images`
@@ -99,7 +100,8 @@ def _image_paths(root, template, ids, what):
     return paths
 
 
-def _class_folders(root):
+def class_folder_images(root):
+    """`(image files, their folder names)` of `root/<class>/<image>`."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"train folder not found: {root} (run `kapps prepare` first?)")
@@ -112,6 +114,17 @@ def _class_folders(root):
     if not paths:
         raise DataError(f"{root} holds no class folders with images")
     return paths, np.asarray(labels)
+
+
+def folder_images(root):
+    """The image files below `root`, sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"image folder not found: {root} (run `kapps prepare` first?)")
+    paths = sorted(str(p) for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise DataError(f"{root} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return paths
 
 
 def _labels(frame, label_column, path):
@@ -128,7 +141,11 @@ def train_labels(cfg):
     data = cfg.data
     train = cfg.data_path(data.train)
     if data.format == "class_folders":
-        return _class_folders(train)[1]
+        return class_folder_images(train)[1]
+    if data.format == "image_folder":
+        return None
+    if _unlabelled(cfg, train):
+        return None
     frame = read_csv(train, "train file", columns=[data.label_column])
     return _labels(frame, data.label_column, train)
 
@@ -138,10 +155,13 @@ def read_train_source(cfg):
     data = cfg.data
     train = cfg.data_path(data.train)
     if data.format == "class_folders":
-        paths, labels = _class_folders(train)
+        paths, labels = class_folder_images(train)
         return ImageSource(ids=np.asarray(paths), labels=labels, paths=paths)
+    if data.format == "image_folder":
+        paths = folder_images(train)
+        return ImageSource(ids=np.asarray([Path(p).name for p in paths]), paths=paths)
     frame = read_csv(train, "train file")
-    labels = _labels(frame, data.label_column, train)
+    labels = None if _unlabelled(cfg, train) else _labels(frame, data.label_column, train)
     if data.format == "pixel_csv":
         pixels = _pixels(frame, data.pixel_shape, train, skip={data.label_column})
         return ImageSource(ids=np.arange(len(frame)), labels=labels, pixels=pixels)
@@ -150,6 +170,15 @@ def read_train_source(cfg):
     ids = frame[id_column].to_numpy()
     paths = _image_paths(cfg.data_dir, data.train_images, ids, "train")
     return ImageSource(ids=ids, labels=labels, paths=paths)
+
+
+def _unlabelled(cfg, train):
+    """A generation competition's pixel CSV may have no label column: then no labels."""
+    if cfg.competition.task != "generation":
+        return False
+    if not Path(train).is_file():
+        return False  # read_csv names the missing file
+    return cfg.data.label_column not in pd.read_csv(train, nrows=0).columns
 
 
 def submission_id_column(cfg):

@@ -3,9 +3,11 @@
 1,797 real 8×8 handwritten digits ship inside scikit-learn, so this needs no
 download. Pixels are rescaled from 0–16 to 0–255 as in the Kaggle files; a
 stratified 80/20 split with a fixed seed gives train.csv and test.csv. The
-digits and seq-digits competitions' `prepare.py` call `prepare`.
+digits and seq-digits competitions' `prepare.py` call `prepare`; digits-gen's
+calls `prepare_images`, the same split as 8×8 PNGs in class folders.
 """
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -41,3 +43,27 @@ def prepare(data_dir):
     _write(pd.DataFrame(test_x, columns=columns), data_dir / "test.csv")
     _write(pd.DataFrame({"ImageId": image_ids, "Label": 0}), data_dir / "sample_submission.csv")
     _write(pd.DataFrame({"ImageId": image_ids, "Label": test_y}), data_dir / "solution.csv")
+
+
+def prepare_images(data_dir):
+    """The same split as PNG files: `train/<digit>/<n>.png` to learn from and
+    `answers/<digit>/<n>.png`, the held-out real digits generated ones are scored against."""
+    from PIL import Image
+
+    data_dir = Path(data_dir)
+    if (data_dir / "train").is_dir() and (data_dir / "answers").is_dir():
+        return
+    digits = load_digits()
+    pixels = np.rint(digits.images * 255.0 / 16.0).astype(np.uint8)
+    rows = np.arange(len(pixels))
+    train_rows, test_rows = train_test_split(
+        rows, test_size=TEST_FRACTION, stratify=digits.target, random_state=SEED
+    )
+    for split, chosen in (("train", train_rows), ("answers", test_rows)):
+        tmp = data_dir / f".{split}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        for row in chosen:
+            folder = tmp / str(digits.target[row])
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels[row], "L").save(folder / f"{row:04d}.png")
+        tmp.replace(data_dir / split)

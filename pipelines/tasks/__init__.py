@@ -3,13 +3,21 @@
 from pipelines.tasks.base import Evaluation, Task, TestSet, TrainingData
 from pipelines.tasks.classification import ClassificationTask
 from pipelines.tasks.detection import DetectionTask
+from pipelines.tasks.generation import GenerationTask
 from pipelines.tasks.retrieval import RetrievalTask
 from pipelines.tasks.segmentation import SegmentationTask
 from pipelines.tasks.text import TextTask
 
 TASKS = {
     task.name: task
-    for task in (ClassificationTask, SegmentationTask, DetectionTask, RetrievalTask, TextTask)
+    for task in (
+        ClassificationTask,
+        SegmentationTask,
+        DetectionTask,
+        RetrievalTask,
+        TextTask,
+        GenerationTask,
+    )
 }
 
 

@@ -141,6 +141,11 @@ class Task:
             body = [layer for layer in body if layer.name in held]
         return body
 
+    def epoch_callbacks(self, data: TrainingData, run) -> list:
+        """Keras callbacks that run first after each epoch, so the checkpoint and the
+        history see the logs they add (generation's `val_fid`)."""
+        return []
+
     def compile_args(self) -> dict:
         """`loss` and `metrics` for `model.compile`."""
         raise NotImplementedError
