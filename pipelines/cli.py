@@ -386,9 +386,27 @@ def generate(
     top_p: Annotated[float | None, typer.Option(help="top_p: probability mass kept")] = None,
     num_beams: Annotated[int | None, typer.Option(help="beam: beams kept")] = None,
     seed: Annotated[int | None, typer.Option(help="sampling seed")] = None,
+    num: Annotated[int, typer.Option(min=1, help="images: how many")] = 64,
+    out: Annotated[Path | None, typer.Option(help="images: a new folder to write them to")] = None,
+    label: Annotated[
+        str | None, typer.Option("--class", help="images: the class asked for (conditional)")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="images: DDIM steps (generation.steps)")] = None,
+    guidance: Annotated[
+        float | None, typer.Option(help="images: classifier-free guidance scale")
+    ] = None,
 ):
-    """Continue a prompt with a text run's model, streaming tokens to the terminal."""
-    from pipelines.predict import generate_from_run
+    """Continue a prompt with a text run's model, streaming tokens to the terminal; or write
+    new images of a generation run (--num N --out DIR [--class K] [--steps S] [--seed S])."""
+    from pipelines.predict import generate_from_run, generate_images, load_run
+
+    if load_run(run_dir).competition.task == "generation":
+        options = {"sampler": sampler, "steps": steps, "guidance_scale": guidance}
+        written = generate_images(
+            run_dir, num, out, label, seed, {k: v for k, v in options.items() if v is not None}
+        )
+        _log(f"wrote {len(written)} images to {out}")
+        return
 
     options = {
         "max_tokens": max_tokens,

@@ -149,3 +149,25 @@ def generate_from_run(run_dir, prompt, show, log=print, **overrides):
 
     (text,) = task.generate_texts(model, tokenizer, [prompt], stream=stream, **overrides)
     return text
+
+
+def generate_images(run_dir, num, out, label=None, seed=None, options=None):
+    """Write `num` new images of a generation run's best model to the new folder `out`
+    (`label`: the class asked for; `options`: generation keys such as steps). Returns
+    the files written."""
+    run = RunFolder(run_dir)
+    cfg = load_run(run_dir)
+    if out is None:
+        raise ConfigError("kapps generate on a generation run needs --out DIR")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"--out {out} exists and is not an empty folder; nothing was written")
+    try:
+        cfg.generation = cfg.generation.model_copy(update=options or {})
+        type(cfg.generation).model_validate(cfg.generation.model_dump())
+    except ValueError as err:
+        raise ConfigError(f"kapps generate: {err}") from None
+    (model_file,) = model_files(run, cfg)
+    task = get_task(cfg)
+    model = keras.saving.load_model(model_file)
+    return task.write_images(model, out, num, label, cfg.train.seed if seed is None else seed)

@@ -57,6 +57,33 @@ def dogs_vs_cats(data_dir, n_train=24, n_test=6):
     return data_dir
 
 
+def _painting(seed, size):
+    """A Monet stand-in: soft blobs of a pastel palette."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    image = np.zeros((size, size, 3)) + rng.uniform(120, 200, 3)
+    for _ in range(6):
+        cy, cx, r = rng.uniform(0, 1, 3)
+        blob = np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (0.02 + 0.05 * r))
+        image += blob[..., None] * rng.uniform(-60, 60, 3)
+    return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
+
+
+def gan_getting_started(data_dir, n_monet=16, n_photo=16, size=256):
+    """I'm Something of a Painter Myself: monet_jpg/, photo_jpg/ (256×256 JPEGs), and the
+    TFRecord folders beside them (empty here)."""
+    data_dir = Path(data_dir)
+    for folder in ("monet_jpg", "photo_jpg", "monet_tfrec", "photo_tfrec"):
+        (data_dir / folder).mkdir(parents=True, exist_ok=True)
+    for i in range(n_monet):
+        _painting(i, size).save(data_dir / "monet_jpg" / f"{i:010x}.jpg")
+    for i in range(n_photo):
+        _animal("dog" if i % 2 else "cat", 500 + i).resize((size, size)).save(
+            data_dir / "photo_jpg" / f"{i:010x}.jpg"
+        )
+    return data_dir
+
+
 def corrupt(path):
     """Cut an image file short, as an interrupted download leaves it."""
     path = Path(path)

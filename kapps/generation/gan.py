@@ -178,6 +178,7 @@ class GAN(keras.Model):
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         if loss == "wgan_gp":
             self.gp_tracker = keras.metrics.Mean(name="gradient_penalty")
+        self.built = True  # both networks are built above
 
     # The two networks -------------------------------------------------------------
     def _inputs(self, first, labels):

@@ -22,7 +22,7 @@ class GenerationConfig(Section):
     steps: int = Field(50, ge=1)  # ddim: timesteps visited
     guidance_scale: float = Field(1.0, ge=0)  # conditional diffusion: classifier-free guidance
     eval_images: int = Field(2000, ge=2)  # generated to score the best epoch (metrics.json)
-    epoch_images: int = Field(500, ge=2)  # generated after an epoch for val_fid (0: never)
+    epoch_images: int = Field(500, ge=2)  # generated after an epoch to measure val_fid
     epoch_steps: int = Field(20, ge=1)  # ddim steps of those
     fid_every: int = Field(1, ge=1)  # epochs between val_fid measurements
     # which features FID, KID and MiFID use: domain (a classifier of the competition's own

@@ -266,6 +266,10 @@ class Config(Section):
                 f"data.format {self.data.format!r} does not fit a {task} competition "
                 f"(one of {sorted(wanted)})"
             )
+        if (task == "generation") != (self.submission.kind == "image_zip"):
+            raise ValueError(
+                "submission.kind image_zip goes with competition.task generation, and only it"
+            )
         if task == "text" and self.data.answers:
             raise ValueError("text competitions have no local score: remove data.answers")
         if self.cv.strategy == "group" and self.cv.folds > 1 and not self.cv.group_column:

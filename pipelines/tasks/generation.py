@@ -20,24 +20,22 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 
 from kapps.errors import ConfigError
-from kapps.generation import DDPM, Autoencoder
-from kapps.generation.metrics import fid
 from kapps.registry import get_entry
 from pipelines.data import decoded_images, read_train_source
+from pipelines.data.augment import build_augmenter
 from pipelines.data.images import stacked
 from pipelines.data.sources import ImageSource, class_folder_images, folder_images, train_labels
 from pipelines.data.splits import split_rows
 from pipelines.errors import DataError
+from pipelines.generation.callbacks import EpochSamples
 from pipelines.generation.features import domain_extractor, inception_extractor
-from pipelines.generation.plots import grid_labels, plot_nearest, plot_sequence, write_grid
+from pipelines.generation.plots import write_pictures
 from pipelines.generation.score import requested_labels, sample, score
 from pipelines.submit.images import read_image_zip, validate_image_zip, write_image_zip
 from pipelines.tasks.base import Evaluation, Task, TestSet, TrainingData
-
-NEAREST_SHOWN = 8
-SEQUENCE_SHOWN = 4
 
 
 @dataclass
@@ -55,8 +53,6 @@ class GenerationTask(Task):
     # Config and data ----------------------------------------------------------
     def resolve(self):
         cfg = super().resolve()
-        if cfg.submission.kind != "image_zip":
-            raise ConfigError("a generation competition submits images: submission.kind image_zip")
         labels = train_labels(cfg)
         if labels is not None and cfg.data.classes is None:
             cfg.data.classes = sorted(np.unique(labels).tolist())
@@ -109,9 +105,12 @@ class GenerationTask(Task):
         reference = self._reference(pixels, row_labels)
         conditional = self.num_classes is not None
         bs, seed = cfg.train.batch_size, cfg.train.seed
+        augment = build_augmenter(cfg.augment, seed)
         return TrainingData(
-            train=_dataset(pixels[train_idx], row_labels, train_idx, conditional, bs, True, seed),
-            val=_dataset(pixels[val_idx], row_labels, val_idx, conditional, bs, False, seed),
+            train=_dataset(
+                pixels[train_idx], row_labels, train_idx, conditional, bs, seed, augment
+            ),
+            val=_dataset(pixels[val_idx], row_labels, val_idx, conditional, bs),
             train_size=len(train_idx),
             val_size=len(val_idx),
             model_args=self._model_args(),
@@ -181,7 +180,7 @@ class GenerationTask(Task):
         return "val_fid", "minimize"
 
     def epoch_callbacks(self, data, run):
-        return [EpochSamples(self, data.validation, run)]
+        return [EpochSamples(self.cfg.generation, self.num_classes, data.validation, run)]
 
     # After training ----------------------------------------------------------
     def evaluate(self, model, data, run):
@@ -190,51 +189,8 @@ class GenerationTask(Task):
         requested = requested_labels(count, self.num_classes)
         images = sample(model, count, generation, requested, seed=self.cfg.train.seed)
         metrics = score(reference.extractor, images, reference.features, requested=requested)
-        self._pictures(model, images, reference, run)
+        write_pictures(model, images, reference.images, run, generation, self.num_classes)
         return Evaluation(metrics)
-
-    def _pictures(self, model, images, reference, run):
-        shown = images[:NEAREST_SHOWN]
-        nearest, distances = _nearest(shown, reference.images)
-        plot_nearest(shown, reference.images, distances, nearest, run.plot("nearest_training"))
-        labels = grid_labels(self.num_classes)
-        grid = sample(
-            model, len(labels) if labels is not None else 64, self.cfg.generation, labels, seed=1
-        )
-        write_grid(grid, run.plot("samples"))
-        if isinstance(model, Autoencoder):  # the latent path between two training images
-            codes = model.encode(reference.images[: 2 * SEQUENCE_SHOWN])
-            weights = np.linspace(0, 1, 8)[None, :, None]
-            paths = codes[0::2, None] * (1 - weights) + codes[1::2, None] * weights
-            decoded = model.decode(paths.reshape(-1, codes.shape[1])).reshape(
-                (SEQUENCE_SHOWN, 8, *images.shape[1:])
-            )
-            plot_sequence(
-                decoded,
-                run.plot("interpolation"),
-                "Decoding the line between two training images' codes",
-                [f"{w:.2f}" for w in weights.ravel()],
-            )
-        if isinstance(model, DDPM):
-            gen = self.cfg.generation
-            noise = np.random.default_rng(2).standard_normal((SEQUENCE_SHOWN, *images.shape[1:]))
-            labels = requested_labels(SEQUENCE_SHOWN, self.num_classes)
-            _, kept = model.denoise(
-                noise.astype("float32"),
-                labels,
-                gen.sampler,
-                gen.steps,
-                gen.guidance_scale,
-                keep=8,
-                seed=2,
-            )
-            rows = np.clip((np.stack([x0 for _, x0 in kept], axis=1) + 1) * 127.5, 0, 255)
-            plot_sequence(
-                rows,
-                run.plot("denoising"),
-                "The predicted x₀ along the reverse process",
-                [f"t={t}" for t, _ in kept],
-            )
 
     # Submission -------------------------------------------------------------
     def test_data(self, run):
@@ -293,6 +249,26 @@ class GenerationTask(Task):
             result["test"] = self.score_zip(path)
         return result
 
+    def write_images(self, model, out, num, label=None, seed=0):
+        """`num` images as PNG files in the folder `out` (made here); `label`: the class
+        asked of every one (a conditional model without it asks 0, 1, 2, … in turn)."""
+        classes = self.cfg.data.classes or []
+        if label is not None and not self.num_classes:
+            raise ConfigError(f"--class: {self.cfg.model.name} here is not class-conditional")
+        if label is not None and str(label) not in map(str, classes):
+            raise ConfigError(f"--class {label!r} is not one of the classes {classes}")
+        labels = requested_labels(num, self.num_classes)
+        if label is not None:
+            labels = np.full(num, list(map(str, classes)).index(str(label)))
+        images = sample(model, num, self.cfg.generation, labels, seed=seed)
+        out.mkdir(parents=True, exist_ok=True)
+        files = []
+        for i, image in enumerate(np.clip(np.rint(images), 0, 255).astype("uint8")):
+            name = f"{i:05d}.png" if labels is None else f"{i:05d}_{classes[labels[i]]}.png"
+            Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(out / name)
+            files.append(out / name)
+        return files
+
     def check_submission(self, path):
         generation = self.cfg.generation
         return validate_image_zip(
@@ -334,57 +310,22 @@ class GenerationTask(Task):
         )
 
 
-def _dataset(pixels, labels, rows, conditional, batch_size, shuffle, seed):
+def _dataset(pixels, labels, rows, conditional, batch_size, seed=None, augment=None):
+    """Batches of images (and their labels: `{"images", "labels"}`); shuffled and
+    augmented when `seed` is given (training)."""
     features = {"images": pixels}
     if conditional:
         features["labels"] = labels[rows].astype("int32")
-    dataset = tf.data.Dataset.from_tensor_slices(features if conditional else pixels)
-    if shuffle:
+    dataset = tf.data.Dataset.from_tensor_slices(features)
+    training = seed is not None
+    if training:
         dataset = dataset.shuffle(len(pixels), seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size, drop_remainder=shuffle and len(pixels) >= batch_size).prefetch(
-        tf.data.AUTOTUNE
-    )
-
-
-def _nearest(images, train_images):
-    """Index and root-mean-square pixel distance (0–255) of each image's nearest training
-    image: a distance near 0 is a copy."""
-    a = images.reshape(len(images), -1).astype("float64")
-    b = train_images.reshape(len(train_images), -1).astype("float64")
-    squared = (a**2).sum(1)[:, None] - 2 * a @ b.T + (b**2).sum(1)[None, :]
-    nearest = squared.argmin(axis=1)
-    rms = np.sqrt(np.maximum(squared[np.arange(len(a)), nearest], 0) / a.shape[1])
-    return nearest, rms
-
-
-class EpochSamples(keras.callbacks.Callback):
-    """After each epoch: `samples/epoch-XXX.png`, and `val_fid` every `fid_every` epochs
-    (NaN in between), before the checkpoint reads it."""
-
-    def __init__(self, task, reference, run):
-        super().__init__()
-        self.task, self.reference, self.run = task, reference, run
-        self.generation = task.cfg.generation
-        self.labels = grid_labels(task.num_classes)
-
-    def on_epoch_end(self, epoch, logs=None):
-        generation = self.generation
-        count = len(self.labels) if self.labels is not None else 64
-        grid = sample(
-            self.model, count, generation, self.labels, seed=0, steps=generation.epoch_steps
+    dataset = dataset.batch(batch_size, drop_remainder=training and len(pixels) >= batch_size)
+    if training and augment is not None:
+        dataset = dataset.map(
+            lambda batch: {**batch, "images": augment(batch["images"])},
+            num_parallel_calls=tf.data.AUTOTUNE,
         )
-        write_grid(grid, self.run.epoch_samples(epoch + 1))
-        value = float("nan")
-        if generation.epoch_images >= 2 and (epoch + 1) % generation.fid_every == 0:
-            requested = requested_labels(generation.epoch_images, self.task.num_classes)
-            images = sample(
-                self.model,
-                generation.epoch_images,
-                generation,
-                requested,
-                seed=0,
-                steps=generation.epoch_steps,
-            )
-            value = fid(self.reference.extractor.features(images), self.reference.features)
-        if logs is not None:
-            logs["val_fid"] = value
+    if not conditional:
+        dataset = dataset.map(lambda batch: batch["images"])
+    return dataset.prefetch(tf.data.AUTOTUNE)
