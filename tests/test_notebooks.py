@@ -72,5 +72,6 @@ def test_notebook_runs_end_to_end_with_fast(path, tmp_path):
         notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": tmp_path}}
     )
     client.execute()  # any cell's error fails the test, with the cell and its traceback
-    submissions = list(runs.rglob("submission.csv"))  # several: a label-fraction grid's runs
+    # several: a label-fraction grid's runs; images.zip: a generation competition's
+    submissions = [*runs.rglob("submission.csv"), *runs.rglob("images.zip")]
     assert submissions and all(path.stat().st_size > 0 for path in submissions)

@@ -8,14 +8,20 @@ from pipelines.generation.score import requested_labels, sample
 
 
 class EpochSamples(keras.callbacks.Callback):
-    """After each epoch: `samples/epoch-XXX.png`, and `val_fid` every `fid_every` epochs
-    and after the last (NaN in between), before the checkpoint reads it."""
+    """After each epoch: `samples/epoch-XXX.png`, and `val_fid` (before the checkpoint
+    reads it) after the first epoch of each `fit`, every `fid_every` epochs and after
+    the last; NaN in between, which neither the checkpoint nor early stopping counts as
+    better than a measured value (a NaN first would: hence the first is measured)."""
 
     def __init__(self, generation, num_classes, reference, run):
         super().__init__()
         self.generation, self.num_classes = generation, num_classes
         self.reference, self.run = reference, run
         self.labels = grid_labels(num_classes)
+        self.first = True
+
+    def on_train_begin(self, logs=None):
+        self.first = True
 
     def on_epoch_end(self, epoch, logs=None):
         generation = self.generation
@@ -26,7 +32,8 @@ class EpochSamples(keras.callbacks.Callback):
         write_grid(grid, self.run.epoch_samples(epoch + 1))
         value = float("nan")
         last = epoch + 1 == self.params.get("epochs")
-        if (epoch + 1) % generation.fid_every == 0 or last:
+        if self.first or (epoch + 1) % generation.fid_every == 0 or last:
+            self.first = False
             requested = requested_labels(generation.epoch_images, self.num_classes)
             images = sample(
                 self.model,
