@@ -106,7 +106,14 @@ def ddpm_unet(
     if num_classes:
         labels = keras.Input((), dtype="int32", name="labels")
         inputs["labels"] = labels
-        cemb = keras.layers.Embedding(num_classes + 1, 4 * channels, name="class_embedding")(labels)
+        # N(0, 1) rows, as large as the timestep embedding from the start: Keras' default
+        # (±0.05) took a thousand steps to matter, longer than a small data set trains.
+        cemb = keras.layers.Embedding(
+            num_classes + 1,
+            4 * channels,
+            embeddings_initializer=keras.initializers.RandomNormal(stddev=1.0),
+            name="class_embedding",
+        )(labels)
         temb = keras.layers.Add(name="temb_and_class")([temb, cemb])
 
     x = keras.layers.Conv2D(channels, 3, padding="same", name="conv_in")(noisy)
