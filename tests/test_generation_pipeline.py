@@ -16,7 +16,7 @@ TINY = [
     "train.epochs=1",
     "model.args.channels=8",
     "model.args.channel_mult=[1,2]",
-    "model.args.attention_resolutions=[8]",
+    "model.args.attention_resolutions=[4]",
     "model.args.groups=4",
     "generation.images=30",
     "generation.min_images=1",
@@ -68,7 +68,7 @@ def test_digits_gen_runs_end_to_end(digits_gen):
     assert (run / "samples" / "epoch-001.png").is_file()
     names, images = read_image_zip(run / "images.zip")
     assert names[:3] == ["00000_0.png", "00001_1.png", "00002_2.png"]
-    assert images.shape == (30, 16, 16, 1) and images.dtype == np.uint8
+    assert images.shape == (30, 8, 8, 1) and images.dtype == np.uint8
     assert "images.zip" in output
 
 
@@ -85,7 +85,7 @@ def test_kapps_submit_checks_the_image_zip(digits_gen, cli, tmp_path):
         target.write(tmp_path / "odd.png", "00029_9.png")
     result = cli("submit", run, "--file", bad)
     assert result.exit_code == 2
-    assert "00029_9.png is 16×20 pixels, the competition wants 16×16" in result.output
+    assert "00029_9.png is 16×20 pixels, the competition wants 8×8" in result.output
     (tmp_path / "junk.zip").write_text("not a zip")
     result = cli("submit", run, "--file", tmp_path / "junk.zip")
     assert result.exit_code == 2 and "not a zip file" in result.output
@@ -98,7 +98,7 @@ def test_kapps_generate_writes_images_of_a_class(digits_gen, cli, tmp_path):
     assert result.exit_code == 0, result.output
     files = sorted(p.name for p in out.iterdir())
     assert files == [f"{i:05d}_3.png" for i in range(5)]
-    assert Image.open(out / files[0]).size == (16, 16)
+    assert Image.open(out / files[0]).size == (8, 8)
     again = cli("generate", run, "--num", 2, "--out", out)
     assert again.exit_code == 2 and "not an empty folder" in again.output
     assert sorted(p.name for p in out.iterdir()) == files  # nothing overwritten

@@ -91,7 +91,8 @@ def write_pictures(model, images, train_images, run, generation, num_classes):
     count = len(labels) if labels is not None else GRID_COLUMNS**2
     write_grid(sample(model, count, generation, labels, seed=1), run.plot("samples"))
     if isinstance(model, Autoencoder):  # the latent line between two training images
-        codes = model.encode(train_images[: 2 * SEQUENCE_SHOWN])
+        picks = np.linspace(0, len(train_images) - 1, 2 * SEQUENCE_SHOWN).astype(int)
+        codes = model.encode(train_images[picks])  # spread out: often other classes
         weights = np.linspace(0, 1, GRID_COLUMNS)[None, :, None]
         line = codes[0::2, None] * (1 - weights) + codes[1::2, None] * weights
         decoded = model.decode(line.reshape(-1, codes.shape[1]))
