@@ -196,3 +196,24 @@ def test_user_errors_are_one_line(competition, cli, workdir):
     assert (
         result.exit_code == 2 and "image_zip goes with competition.task generation" in result.output
     )
+
+
+def test_a_pixel_csv_needs_no_label_column_for_generation(tmp_path):
+    import pandas as pd
+
+    from pipelines.config import load_config
+    from pipelines.data.sources import read_train_source, train_labels
+
+    data = replicas.digit_recognizer(tmp_path / "data", n_train=20, n_test=2)
+    (tmp_path / "competition.yaml").write_text(
+        "competition: {name: mnist-gen, task: generation}\n"
+        "data: {format: pixel_csv, pixel_shape: [28, 28, 1], channels: 1}\n"
+        "submission: {kind: image_zip}\n"
+    )
+    cfg = load_config(tmp_path)
+    labelled = read_train_source(cfg)
+    assert labelled.labels is not None and len(labelled) == 20
+    pd.read_csv(data / "train.csv").drop(columns="label").to_csv(data / "train.csv", index=False)
+    unlabelled = read_train_source(cfg)
+    assert unlabelled.labels is None and unlabelled.pixels.shape == (20, 28, 28, 1)
+    assert train_labels(cfg) is None
