@@ -23,6 +23,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.quiet import import_tensorflow_quietly
 from pipelines.tables import (
     blend_table,
     label_fraction_table,
@@ -64,32 +65,10 @@ def main(
     if verbose:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    _import_tensorflow_quietly()
+    import_tensorflow_quietly()
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes
     logging.getLogger("absl").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module="tensorflow")
-
-
-def _import_tensorflow_quietly():
-    """Import TensorFlow and start its devices with the process's stderr on /dev/null.
-
-    TensorFlow ≥ 2.19 prints its C++ start-up lines (oneDNN, CUDA drivers,
-    cuInit) whatever `TF_CPP_MIN_LOG_LEVEL` says (tensorflow#100442); they
-    come from C++, so only the file descriptor can hold them back. An import
-    error still surfaces: it is raised after stderr is restored.
-    """
-    if "tensorflow" in sys.modules:
-        return
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow as tf
-
-        tf.config.list_physical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def user_errors(command):
