@@ -2,12 +2,13 @@
 
 The model trains on the images alone (and their classes, for a class-conditional
 model: `generation.conditional` with labelled data and a model that takes
-`num_classes`). After every `generation.fid_every` epochs it samples
-`generation.epoch_images` images and their FID against the real training images
-is logged as `val_fid`, which picks the best epoch; a grid of samples goes to
-`samples/epoch-XXX.png`. The best epoch then samples `generation.eval_images`
-images for `metrics.json` (FID, KID, MiFID, the memorisation distance and, when
-conditioned, conditional accuracy) and the run's pictures. The submission is
+`num_classes`). After the first epoch, every `generation.fid_every` epochs and
+after the last it samples `generation.epoch_images` images, and their FID
+against the real training images is logged as `val_fid`, which picks the best
+epoch; a grid of samples goes to `samples/epoch-XXX.png` each epoch. The best
+epoch then samples `generation.eval_images` images for `metrics.json` (FID, KID,
+conditional accuracy when conditioned; MiFID and the memorisation distance with
+Inception features) and the run's pictures. The submission is
 `images.zip` (`submission.kind: image_zip`), scored against the held-out real
 images of `data.answers` (a folder, or class folders) when the competition has them.
 """
@@ -72,8 +73,13 @@ class GenerationTask(Task):
         )
 
     def _class_indices(self, labels):
-        lookup = {str(c): i for i, c in enumerate(self.cfg.data.classes or [])}
-        return np.array([lookup[str(label)] for label in labels])
+        classes = self.cfg.data.classes or []
+        lookup = {str(c): i for i, c in enumerate(classes)}
+        indices = np.array([lookup.get(str(label), -1) for label in labels])
+        if (indices < 0).any():
+            label = labels[int(np.argmax(indices < 0))]
+            raise DataError(f"training label {label!r} is not one of data.classes {classes}")
+        return indices
 
     def _real_images(self, cache_path=None):
         """`(source, ImageSet of every training image, class index per source row or None)`."""
@@ -97,10 +103,9 @@ class GenerationTask(Task):
         cfg = self.cfg
         source, images, labels = self._real_images(run.cache("train"))
         train_rows, val_rows = split_rows(cfg, len(source), labels)
-        pixels = stacked(images)  # every decoded image, in source-row order of images.rows
-        position = {row: i for i, row in enumerate(images.rows)}
-        keep = lambda rows: np.array([position[r] for r in rows if r in position], int)  # noqa: E731
-        train_idx, val_idx = keep(train_rows), keep(val_rows)
+        pixels = stacked(images)  # the decoded images: row images.rows[i] of the source
+        train_idx = np.flatnonzero(np.isin(images.rows, train_rows))
+        val_idx = np.flatnonzero(np.isin(images.rows, val_rows))
         row_labels = None if labels is None else labels[images.rows]
         reference = self._reference(pixels, row_labels)
         conditional = self.num_classes is not None
@@ -196,14 +201,10 @@ class GenerationTask(Task):
     def test_data(self, run):
         generation = self.cfg.generation
         labels = requested_labels(generation.images, self.num_classes)
-        suffix = generation.image_format
-        ids = [
-            f"{i:05d}.{suffix}"
-            if labels is None
-            else f"{i:05d}_{self.cfg.data.classes[c]}.{suffix}"
-            for i, c in enumerate(labels if labels is not None else [None] * generation.images)
-        ]
-        return TestSet(labels, np.asarray(ids))
+        stems = [f"{i:05d}" for i in range(generation.images)]
+        if labels is not None:  # the class asked for, in the name: 00042_2.png
+            stems = [f"{s}_{self.cfg.data.classes[c]}" for s, c in zip(stems, labels, strict=True)]
+        return TestSet(labels, np.asarray([f"{s}.{generation.image_format}" for s in stems]))
 
     def predict_folds(self, models, test, weights=None):
         """Batches of new images, made as they are written (a zip of 10,000 is not held)."""
@@ -284,7 +285,9 @@ class GenerationTask(Task):
         cfg = self.cfg
         names, images = read_image_zip(path, self.submission_size(), cfg.data.channels)
         answers = cfg.data_path(cfg.data.answers)
-        if any(p.is_dir() for p in Path(answers).iterdir()):
+        if not answers.is_dir():
+            raise DataError(f"data.answers {answers} is not a folder of held-out images")
+        if any(p.is_dir() for p in answers.iterdir()):
             paths, _ = class_folder_images(answers)
         else:
             paths = folder_images(answers)
