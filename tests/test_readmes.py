@@ -76,8 +76,8 @@ def _problems(line, commands):
                 check_tunable_key(word.split("=")[0], "README", tunable=False)
             except ValueError as err:
                 problems.append(str(err))
-        elif word.startswith("competitions/") and not (REPO / word).is_dir():
-            problems.append(f"no folder {word}")
+        elif word.startswith("competitions/") and not (REPO / word).exists():
+            problems.append(f"no file or folder {word}")  # a competition, an override file
     return problems
 
 
