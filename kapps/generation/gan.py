@@ -14,8 +14,8 @@ start from N(0, 0.02). Smaller images use fewer stages (16×16: 4×4×256 → 8�
 WGAN-GP keeps the architecture, drops the critic's batch normalisation (the
 paper suggests layer normalisation instead, which `wgan_gp` uses), scores with a
 linear critic, and adds λ·E[(‖∇D(x̂)‖₂ − 1)²] on random interpolates x̂ of real
-and generated images (λ = 10); the critic takes `n_critic` = 5 steps per
-generator step.
+and generated images (λ = 10; ∇D from `critic_input_gradient`); the critic
+takes `n_critic` = 5 steps per generator step.
 
 `num_classes` makes both class-conditional: the generator reads z concatenated
 with a learned class embedding (Mirza & Osindero 2014), the discriminator adds
@@ -37,7 +37,6 @@ import keras
 from keras import ops
 
 from kapps.generation.base import check_labels, split_inputs, to_pixels
-from kapps.generation.gradients import input_gradient
 from kapps.registry import register_model
 
 LOSSES = ("dcgan", "wgan_gp")
@@ -124,6 +123,46 @@ def _discriminator(image_shape, width, kernel_size, num_classes, normalization):
         logit = keras.layers.Add(dtype="float32", name="conditional_logit")([logit, projection])
     logit = keras.layers.Reshape((), dtype="float32", name="score")(logit)
     return keras.Model(inputs, logit, name="discriminator")
+
+
+def critic_input_gradient(discriminator, images, labels=None):
+    """d score / d images of a WGAN-GP critic (layer-normalised or not), in `keras.ops`.
+
+    Keras has no backend-neutral gradient op, and the penalty needs this gradient
+    inside the loss (the optimiser differentiates it again). The critic is a fixed
+    stack (strided convolution → layer normalisation → LeakyReLU, …, a linear
+    score and the class projection), so its backward pass is written out: each
+    step is differentiable `keras.ops`, and the result equals the backend's own
+    autodiff (tested).
+    """
+    layers = {layer.name: layer for layer in discriminator.layers}
+    saved, x = [], images
+    for i in range(sum(name.startswith("conv_") and name[5:].isdigit() for name in layers)):
+        conv, norm = layers[f"conv_{i}"], layers.get(f"conv_{i}_ln")
+        y = conv(x)
+        x_hat = sigma = None
+        if norm is not None:
+            mean = ops.mean(y, axis=(1, 2, 3), keepdims=True)
+            sigma = ops.sqrt(ops.var(y, axis=(1, 2, 3), keepdims=True) + norm.epsilon)
+            x_hat = (y - mean) / sigma
+            y = x_hat * norm.gamma + norm.beta
+        slope = layers[f"conv_{i}_lrelu"].negative_slope
+        saved.append((conv, norm, x_hat, sigma, y, slope))
+        x = ops.leaky_relu(y, slope)
+    features = x.shape[1] * x.shape[2] * x.shape[3]
+    grad = ops.broadcast_to(layers["logit"].kernel[:, 0], (ops.shape(x)[0], features))
+    if "class_projection" in layers:  # d ⟨embed(y), φ(x)⟩ / dφ = embed(y)
+        grad = grad + layers["class_projection"](labels)
+    grad = ops.reshape(grad, ops.shape(x))
+    for conv, norm, x_hat, sigma, y, slope in reversed(saved):
+        grad = grad * ops.where(y > 0, 1.0, slope)
+        if norm is not None:
+            grad = grad * norm.gamma
+            mean = ops.mean(grad, axis=(1, 2, 3), keepdims=True)
+            mean_x = ops.mean(grad * x_hat, axis=(1, 2, 3), keepdims=True)
+            grad = (grad - mean - x_hat * mean_x) / sigma
+        grad = ops.conv_transpose(grad, conv.kernel, strides=conv.strides, padding=conv.padding)
+    return grad
 
 
 @keras.saving.register_keras_serializable(package="kapps")
@@ -226,7 +265,7 @@ class GAN(keras.Model):
         shape = (ops.shape(real)[0], 1, 1, 1)
         mix = keras.random.uniform(shape, seed=self.seed_generator)
         between = mix * real + (1 - mix) * ops.stop_gradient(fake)
-        grad = input_gradient(lambda v: self._critic(v, labels, training), between)
+        grad = critic_input_gradient(self.discriminator, between, labels)
         norm = ops.sqrt(ops.sum(ops.square(grad), axis=(1, 2, 3)) + 1e-12)
         return ops.mean(ops.square(norm - 1.0))
 
