@@ -64,7 +64,14 @@ def digit_recognizer(competition):
 
 
 def test_one_fedavg_round_of_one_step_is_the_clients_average(digit_recognizer, workdir):
-    """Two equal clients, one full-batch step each: the global model is their mean."""
+    """Two equal clients, one full-batch step each: the global model is their mean.
+
+    The clients train in Flower's worker processes and again here, so the step must
+    not hang on float rounding: LeNet-5's paper style (tanh, average pooling) has no
+    max-pooling ties, whose gradient goes to whichever tied input the CPU's kernel
+    picks (the replica's digits are pixel-repeated, so ties abound), and SGD's step
+    is linear in the gradient where Adam's first step is lr · sign(g).
+    """
     from pipelines.config import load_config
     from pipelines.federated.client import train_round
     from pipelines.federated.run import federate
@@ -79,6 +86,8 @@ def test_one_fedavg_round_of_one_step_is_the_clients_average(digit_recognizer, w
         "federated.centralised=false",
         "train.batch_size=128",  # 90 rows a client: one step an epoch
         "data.val_fraction=0.1",
+        "model.name=lenet5_paper",
+        "train.optimizer=sgd",
     ]
     cfg = load_config(digit_recognizer, overrides)
     metrics = federate(cfg, log=lambda _: None)
