@@ -14,7 +14,15 @@ import keras
 
 from kapps.errors import ConfigError, UnknownModelError
 
-TASKS = ("classification", "segmentation", "detection", "retrieval", "text", "generation")
+TASKS = (
+    "classification",
+    "segmentation",
+    "detection",
+    "retrieval",
+    "text",
+    "seq2seq",
+    "generation",
+)
 
 
 @dataclass(frozen=True)
