@@ -84,15 +84,18 @@ def _loop(model, sampler, use_cache, stream=None, prompt_length=None):
     return run, streamed
 
 
-def _shared_sampler(model, name, args):
+def _shared_sampler(model, name, args, all_beams=False):
     """One sampler per model and settings, so its compiled loop is reused.
 
     Its random state restarts at every call: the same seed gives the same text.
+    `all_beams`: a beam sampler returns every beam and its log-probability.
     """
     samplers = model.__dict__.setdefault("_kapps_samplers", {})
-    key = (name, tuple(sorted(args.items())))
+    key = (name, tuple(sorted(args.items())), all_beams)
     if key not in samplers:
         sampler = make_sampler(name, vocab_size=getattr(model, "vocab_size", None), **args)
+        if all_beams:
+            sampler.return_all_beams = True
         samplers[key] = (sampler, [ops.convert_to_numpy(v) for v in sampler.variables])
     sampler, initial = samplers[key]
     for variable, value in zip(sampler.variables, initial, strict=True):
@@ -102,11 +105,17 @@ def _shared_sampler(model, name, args):
 
 def _compiled(model, sampler, use_cache):
     """`_loop` compiled for the backend, kept on the model per sampler."""
+    return _compile(model, sampler, use_cache, lambda: _loop(model, sampler, use_cache)[0])
+
+
+def _compile(model, sampler, key, make_run):
+    """`make_run()` compiled for the backend once per model, sampler and `key`, the way
+    keras-hub compiles its own `generate`."""
     store = model.__dict__.setdefault("_kapps_generate", {})
-    key = (id(sampler), use_cache)
+    key = (id(sampler), key)
     if key in store:
         return store[key]
-    run, _ = _loop(model, sampler, use_cache)
+    run = make_run()
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf  # only under the tensorflow backend
@@ -115,7 +124,7 @@ def _compiled(model, sampler, use_cache):
     elif backend == "jax":
         import jax
 
-        def stateless(state, token_ids, mask):
+        def stateless(state, *arrays):
             sampler_values, trainable, non_trainable = state
             mapping = itertools.chain(
                 zip(sampler.variables, sampler_values, strict=True),
@@ -123,29 +132,29 @@ def _compiled(model, sampler, use_cache):
                 zip(model.non_trainable_variables, non_trainable, strict=True),
             )
             with keras.StatelessScope(state_mapping=mapping) as scope:
-                out = run(token_ids, mask)
+                out = run(*arrays)
             values = [scope.get_current_value(v) for v in sampler.variables]
             pairs = zip(values, sampler.variables, strict=True)
             return out, [new if new is not None else v.value for new, v in pairs]
 
         jitted = jax.jit(stateless)
 
-        def compiled(token_ids, mask):
+        def compiled(*arrays):
             state = (
                 [v.value for v in sampler.variables],
                 [v.value for v in model.trainable_variables],
                 [v.value for v in model.non_trainable_variables],
             )
-            out, values = jitted(state, token_ids, mask)
+            out, values = jitted(state, *arrays)
             for variable, value in zip(sampler.variables, values, strict=True):
                 variable.assign(value)
             return out
     else:  # torch
         import torch
 
-        def compiled(token_ids, mask):
+        def compiled(*arrays):
             with torch.no_grad():
-                return run(token_ids, mask)
+                return run(*arrays)
 
     store[key] = compiled
     return compiled
@@ -220,4 +229,113 @@ def generate(
             new += piece
             context = (context + piece)[-(limit // 2) :]
         results.append(new)
+    return results
+
+
+def _decode_loop(model, sampler, end_id):
+    """A whole decoding for a padded batch: `(source_ids, target_ids, mask) → output`.
+
+    A hypothesis that has written `end_id` (or the padding after it) may only
+    write padding next, with probability 1: beam search's finished beams keep
+    their score, and greedy rows stop growing.
+    """
+
+    def next_token(prompt, cache, index):
+        token = ops.slice(prompt, [0, index - 1], [ops.shape(prompt)[0], 1])
+        logits, hidden, cache = model.call_with_cache(token, cache, index - 1)
+        logits = ops.cast(logits[:, 0], "float32")
+        finished = ops.logical_and(
+            index > 1, ops.logical_or(token == end_id, token == 0)
+        )  # position 0 holds the start token
+        only_padding = ops.where(ops.arange(ops.shape(logits)[-1]) == 0, 0.0, -1e9)
+        return ops.where(finished, only_padding[None], logits), hidden[:, 0], cache
+
+    def run(source_ids, target_ids, mask):
+        cache, hidden, start = model.build_cache(source_ids, target_ids, mask)
+        return sampler(
+            next=next_token,
+            prompt=target_ids,
+            cache=cache,
+            index=start,
+            mask=mask,
+            stop_token_ids=(end_id,),
+            hidden_states=hidden,
+        )
+
+    return run
+
+
+def length_penalty(lengths, alpha):
+    """GNMT's length penalty ((5 + |Y|) / 6)^α (Wu et al. 2016, eq. 14)."""
+    return ((5.0 + np.asarray(lengths, "float64")) / 6.0) ** alpha
+
+
+def _until_end(row, end_id):
+    """The tokens of one output row before its end token (or its padding)."""
+    row = [int(token) for token in row]
+    for stop in (end_id, 0):
+        if stop in row:
+            row = row[: row.index(stop)]
+    return row
+
+
+def translate(
+    model,
+    sources,
+    max_length,
+    *,
+    start_id,
+    end_id,
+    sampler="greedy",
+    num_beams=4,
+    alpha=0.6,
+    batch_size=256,
+):
+    """Decode each source sequence with an encoder–decoder model (`Transformer`).
+
+    Args:
+        model: a model with `build_cache(source_ids, target_ids, mask)` and
+            `call_with_cache(token_ids, cache, index)`.
+        sources: a list of non-empty lists of source token ids (0 is padding).
+        max_length: the most target tokens a row may write (its end token included).
+        start_id, end_id: the target's start and end tokens.
+        sampler: "greedy" or "beam" (keras-hub's `GreedySampler` / `BeamSampler`).
+        num_beams: beams of the beam search.
+        alpha: the length penalty's exponent: beam search keeps the finished
+            hypothesis of the highest log-probability / `length_penalty(|Y|, alpha)`
+            (0: the most probable one).
+        batch_size: sources decoded together (one compiled shape per batch width).
+
+    Returns:
+        A list with the target token ids of each source, without start and end.
+    """
+    if any(len(s) == 0 for s in sources):
+        raise ValueError("every source needs at least one token")
+    beam = sampler == "beam"
+    args = {"num_beams": num_beams} if beam else {}
+    sampler = _shared_sampler(model, sampler, args, all_beams=beam)
+    run = _compile(
+        model, sampler, ("translate", end_id), lambda: _decode_loop(model, sampler, end_id)
+    )
+    results = []
+    for first in range(0, len(sources), batch_size):
+        chunk = sources[first : first + batch_size]
+        source_ids = np.zeros((len(chunk), max(len(s) for s in chunk)), "int32")
+        for row, source in enumerate(chunk):
+            source_ids[row, : len(source)] = source
+        target_ids = np.zeros((len(chunk), max_length + 1), "int32")
+        target_ids[:, 0] = start_id
+        mask = np.zeros(target_ids.shape, bool)
+        mask[:, 0] = True
+        out = run(source_ids, target_ids, mask)
+        if not beam:
+            rows = ops.convert_to_numpy(out)[:, 1:]
+            results += [_until_end(row, end_id) for row in rows]
+            continue
+        beams, log_probs = (ops.convert_to_numpy(x) for x in out)
+        for candidates, scores in zip(beams[:, :, 1:], log_probs, strict=True):
+            hypotheses = [_until_end(c, end_id) for c in candidates]
+            lengths = [len(h) + 1 for h in hypotheses]  # the end token counts
+            best = np.argmax(scores / length_penalty(lengths, alpha))
+            results.append(hypotheses[best])
     return results

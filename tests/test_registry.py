@@ -48,11 +48,17 @@ def registered(names):
 
 
 def example_inputs(entry, model, count, seed=0):
-    """Random raw images, token ids for language models (16 tokens), or both
-    (with a padding mask) for dual encoders."""
+    """Random raw images, token ids for language models (16 tokens), source and
+    target ids for encoder–decoders, or both (with a padding mask) for dual encoders."""
     rng = np.random.default_rng(seed)
     if entry.task == "text":
         return rng.integers(0, entry.test_kwargs["vocab_size"], (count, 16)).astype("int32")
+    if entry.task == "seq2seq":  # sources of 12 ids, some padded; 16 target ids
+        sources = rng.integers(1, entry.test_kwargs["vocab_size"], (count, 12)).astype("int32")
+        return {
+            "encoder_token_ids": sources * (np.arange(12) < rng.integers(3, 13, (count, 1))),
+            "decoder_token_ids": rng.integers(1, entry.test_kwargs["vocab_size"], (count, 16)),
+        }
     if entry.task == "retrieval":
         tokens = rng.integers(1, entry.test_kwargs["vocab_size"], (count, 12)).astype("int32")
         mask = (np.arange(12) < rng.integers(3, 13, (count, 1))).astype("int32")
@@ -71,7 +77,7 @@ def test_every_model_builds_predicts_and_trains(name):
     model = kapps.create_model(name, **entry.test_kwargs)
     images = example_inputs(entry, model, 4)
     pixels = images["images"] if entry.task == "retrieval" else images
-    shape = pixels.shape[1:]
+    shape = getattr(pixels, "shape", (None,))[1:]
     outputs = model.predict(images, verbose=0)
     classes = entry.test_kwargs.get("num_classes") or entry.test_kwargs["vocab_size"]
     if entry.task == "detection":  # final boxes, padded: check and train on a box each
@@ -80,11 +86,13 @@ def test_every_model_builds_predicts_and_trains(name):
         outputs = model(images, training=False).numpy()  # raw: per anchor, cell or query
         assert outputs.shape == (4, *model.output_shape[1:])
     # Classifiers give one logit vector per image, segmenters one per pixel,
-    # language models one per token, dual encoders one per image–text pair.
+    # language models and encoder–decoders one per (target) token, dual encoders
+    # one per image–text pair.
     per_pixel = entry.task == "segmentation"
     expected = {
         "segmentation": (4, *shape[:2], classes),
         "text": (4, 16, classes),
+        "seq2seq": (4, 16, classes),
         "retrieval": (4, 4),
     }
     if entry.task != "detection":
@@ -100,6 +108,8 @@ def test_every_model_builds_predicts_and_trains(name):
         targets = np.random.default_rng(0).integers(0, classes, (4, *shape[:2]))
     if entry.task == "text":
         targets = np.roll(images, -1, axis=1)
+    if entry.task == "seq2seq":
+        targets = np.roll(images["decoder_token_ids"], -1, axis=1)
     if entry.task == "detection":
         targets = {
             "boxes": np.tile(np.array([[[4, 4, 30, 40]]], "float32"), (4, 1, 1)),
