@@ -55,7 +55,7 @@ def write_predictions(cfg, task, test, predictions, path, log=print):
     competition has an answer key. Returns `{"submission": path, "test": scores?}`."""
     if cfg.submission.kind == "image_zip":  # no CSV: the generation task writes images.zip
         return task.write_submission(test, predictions, path, log)
-    sample = read_sample(cfg.data_path(cfg.data.sample_submission))
+    sample = read_sample(cfg.data_path(cfg.data.sample_submission), task.text_values)
     frame = task.submission_frame(test, predictions, sample)
     path = write_submission(
         frame,
@@ -67,7 +67,9 @@ def write_predictions(cfg, task, test, predictions, path, log=print):
     log(f"wrote {path} ({len(frame)} rows, validated against {cfg.data.sample_submission})")
     result = {"submission": str(path)}
     if cfg.data.answers:
-        answers = read_csv(cfg.data_path(cfg.data.answers), "answer key", ids_as_text=True)
+        answers = read_csv(
+            cfg.data_path(cfg.data.answers), "answer key", ids_as_text=True, text=task.text_values
+        )
         result["test"] = task.score(frame, answers, test)
     return result
 
@@ -102,8 +104,8 @@ def check_submission(run_dir, file=None):
     task = get_task(cfg)
     if cfg.submission.kind == "image_zip":
         return task.check_submission(path)
-    frame = read_csv(path, "submission", ids_as_text=True)
-    sample = read_sample(cfg.data_path(cfg.data.sample_submission))
+    frame = read_csv(path, "submission", ids_as_text=True, text=task.text_values)
+    sample = read_sample(cfg.data_path(cfg.data.sample_submission), task.text_values)
     validate_submission(
         frame,
         sample,

@@ -107,6 +107,21 @@ class RunFolder:
         return self.path / "samples" / f"epoch-{epoch:03d}.png"
 
     @property
+    def vocabulary(self):
+        """A seq2seq run's source characters and target words."""
+        return self.path / "vocabulary.json"
+
+    @property
+    def class_accuracy(self):
+        """A seq2seq run's validation accuracy per token class, beside the copy baseline's."""
+        return self.path / "class_accuracy.csv"
+
+    @property
+    def mistakes(self):
+        """A seq2seq run's most frequent validation mistakes."""
+        return self.path / "mistakes.csv"
+
+    @property
     def embeddings(self):
         return self.path / "embeddings"
 

@@ -84,6 +84,26 @@ def gan_getting_started(data_dir, n_monet=16, n_photo=16, size=256):
     return data_dir
 
 
+def text_normalization(data_dir, n_train=200, n_test=20, seed=0):
+    """Kaggle's Text Normalization Challenge (English): every field quoted but the ids,
+    `en_test_2.csv` without classes or answers, `"<sentence>_<token>"` submission ids."""
+    import csv
+
+    from pipelines.synthetic.textnorm import generate
+
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    quoted = {"index": False, "quoting": csv.QUOTE_NONNUMERIC}
+    train = generate(n_train, seed)
+    train.to_csv(data_dir / "en_train.csv", **quoted)
+    test = generate(n_test, seed + 1)
+    test[["sentence_id", "token_id", "before"]].to_csv(data_dir / "en_test_2.csv", **quoted)
+    ids = test["sentence_id"].astype(str) + "_" + test["token_id"].astype(str)
+    sample = pd.DataFrame({"id": ids, "after": test["before"]})
+    sample.to_csv(data_dir / "en_sample_submission_2.csv", **quoted)
+    return data_dir
+
+
 def corrupt(path):
     """Cut an image file short, as an interrupted download leaves it."""
     path = Path(path)

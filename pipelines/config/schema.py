@@ -37,6 +37,8 @@ FINGERPRINT_DEFAULTS = (
     ("data", "label_fraction", 1.0),
     ("train", "beta_1", 0.9),
     ("train", "beta_2", 0.999),
+    ("data", "context_words", 2),
+    ("generate", "length_penalty", 0.6),
 )
 
 
@@ -53,7 +55,7 @@ PLACEMENT_KEYS = (
 class CompetitionConfig(Section):
     name: str  # folder name under run.dir
     task: Literal[
-        "classification", "segmentation", "detection", "retrieval", "text", "generation"
+        "classification", "segmentation", "detection", "retrieval", "text", "seq2seq", "generation"
     ] = "classification"  # task family
     kaggle: str | None = None  # Kaggle competition slug (or owner/dataset) `kapps prepare`
     # downloads; None: made by prepare.py
@@ -74,11 +76,13 @@ class DataConfig(Section):
         "captions",
         "coco_captions",
         "text",
+        "token_csv",
         "image_folder",
     ] = "pixel_csv"  # train layout; mask_folders, rle_csv: segmentation; box_csv, coco,
     # yolo_txt: detection (one row per box; COCO instances JSON; YOLO label files); captions,
     # coco_captions: retrieval (an image,caption CSV or COCO captions JSON); text: a corpus;
-    # image_folder: generation (a folder of images, no labels)
+    # image_folder: generation (a folder of images, no labels); token_csv: seq2seq (a row per
+    # token, Kaggle's text normalization: sentence_id, token_id, class, before, after)
     train: str = "train.csv"  # pixel CSV, CSV of ids+labels, or folder of class folders
     train_images: str = "{id}"  # csv_paths: image path for a train id, relative to data.dir
     test: str = "test.csv"  # pixel CSV, or CSV listing test ids (often sample_submission.csv)
@@ -121,6 +125,7 @@ class DataConfig(Section):
     caption_column: str = "caption"  # captions and retrieval queries: the caption column
     gallery: str | None = None  # retrieval: CSV of the test images searched (image_column)
     prompt_template: str = "a photo of a {}"  # zero-shot prompt of a class (label_column)
+    context_words: int = Field(2, ge=0)  # token_csv: words each side the model sees with a token
 
 
 class AugmentConfig(Section):
@@ -212,6 +217,7 @@ class GenerateConfig(Section):
     top_k: int = Field(40, ge=1)  # top_k: sample among the k likeliest tokens
     top_p: float = Field(0.9, gt=0, le=1)  # top_p: the smallest set with this probability
     num_beams: int = Field(4, ge=1)  # beam: beams kept
+    length_penalty: float = Field(0.6, ge=0)  # seq2seq beam: GNMT's α; 0: most probable
     seed: int = 42  # sampling seed
     batch_size: int = Field(32, ge=1)  # prompts generated together
     sample_tokens: int = Field(400, ge=1)  # tokens per sample in the run folder's samples.txt
@@ -257,6 +263,7 @@ class Config(Section):
             "detection": {"box_csv", "coco", "yolo_txt"},
             "retrieval": {"captions", "coco_captions"},
             "text": {"text"},
+            "seq2seq": {"token_csv"},
             "generation": {"image_folder", "class_folders", "pixel_csv"},
         }
         task = self.competition.task

@@ -42,21 +42,22 @@ class ImageSource:
         )
 
 
-def read_csv(path, what, ids_as_text=False, columns=None):
+def read_csv(path, what, ids_as_text=False, columns=None, text=False):
     """A CSV as a DataFrame; one-line `DataError`s for a missing or unreadable file.
 
     `ids_as_text` keeps the first column as written ("00042" stays "00042");
-    `columns` reads only those (each must be there).
+    `columns` reads only those (each must be there); `text` keeps every value as
+    written (a token "None" or "NA" is text, not a missing value).
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{what} not found: {path} (run `kapps prepare` first?)")
     try:
         header = pd.read_csv(path, nrows=0)
-        dtype = {header.columns[0]: str} if ids_as_text else None
+        dtype = str if text else {header.columns[0]: str} if ids_as_text else None
         if columns is not None:
             require_columns(header, columns, path)
-        frame = pd.read_csv(path, dtype=dtype, usecols=columns)
+        frame = pd.read_csv(path, dtype=dtype, usecols=columns, keep_default_na=not text)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise DataError(f"{what} {path} is not a readable CSV: {err}") from None
     if frame.empty:

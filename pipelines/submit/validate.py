@@ -13,10 +13,13 @@ from pipelines.errors import SubmissionError
 from pipelines.runs import atomic_write
 
 
-def read_sample(path):
+def read_sample(path, text=False):
+    """The sample submission; `text`: every value as written ("None" is a token)."""
     path = Path(path)
     if not path.is_file():
         raise SubmissionError(f"sample submission not found: {path}")
+    if text:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
     # Ids stay as written: "00042" must not become 42.
     return pd.read_csv(path, dtype={pd.read_csv(path, nrows=0).columns[0]: str})
 

@@ -6,6 +6,7 @@ from pipelines.tasks.detection import DetectionTask
 from pipelines.tasks.generation import GenerationTask
 from pipelines.tasks.retrieval import RetrievalTask
 from pipelines.tasks.segmentation import SegmentationTask
+from pipelines.tasks.seq2seq import Seq2SeqTask
 from pipelines.tasks.text import TextTask
 
 TASKS = {
@@ -16,6 +17,7 @@ TASKS = {
         DetectionTask,
         RetrievalTask,
         TextTask,
+        Seq2SeqTask,
         GenerationTask,
     )
 }

@@ -75,6 +75,9 @@ class Task:
     #   "label_fraction": train on a share of the labels (`data.label_fraction`), and
     #   so be pretrained without them (`kapps pretrain`).
     supports: ClassVar[frozenset] = frozenset()
+    # Submission and answer values are text as written: "None" or "NA" is a token, not a
+    # missing value (text normalization).
+    text_values: ClassVar[bool] = False
 
     def __init__(self, cfg):
         self.cfg = cfg
