@@ -26,10 +26,6 @@ import numpy as np
 import pandas as pd
 from num2words import num2words
 
-CLASSES = (
-    "PLAIN", "PUNCT", "DATE", "LETTERS", "CARDINAL", "VERBATIM", "DECIMAL", "MEASURE",
-    "MONEY", "ORDINAL", "TIME", "ELECTRONIC", "DIGIT", "FRACTION", "TELEPHONE", "ADDRESS",
-)  # fmt: skip
 MONTHS = (
     "January", "February", "March", "April", "May", "June", "July", "August",
     "September", "October", "November", "December",
@@ -41,14 +37,17 @@ UNITS = {  # symbol: (singular, plural)
     "GB": ("gigabyte", "gigabytes"), "MB": ("megabyte", "megabytes"),
     "ms": ("millisecond", "milliseconds"), "%": ("percent", "percent"),
 }  # fmt: skip
-CURRENCIES = {"$": ("dollar", "dollars", "cent", "cents"), "£": ("pound", "pounds", "penny", "pence"),
-              "€": ("euro", "euros", "cent", "cents")}  # fmt: skip
+CURRENCIES = {  # symbol: (one, many, one hundredth, hundredths)
+    "$": ("dollar", "dollars", "cent", "cents"),
+    "£": ("pound", "pounds", "penny", "pence"),
+    "€": ("euro", "euros", "cent", "cents"),
+}
 ACRONYMS = ("API", "CPU", "HTML", "URL", "XML", "JSON", "SQL", "HTTP", "PDF", "GUI", "IDE",
             "UTF", "BBC", "FBI", "USA", "UK", "EU", "DNA", "TV", "PC", "e.g.", "i.e.")  # fmt: skip
 SYMBOLS = {"&": "and", "α": "alpha", "β": "beta", "γ": "gamma", "δ": "delta", "π": "pi",
            "μ": "mu", "σ": "sigma", "λ": "lambda", "ω": "omega", "→": "to"}  # fmt: skip
 DENOMINATORS = {2: ("half", "halves"), 4: ("quarter", "quarters")}
-DIGIT_NAMES = "zero one two three four five six seven eight nine".split()
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 PUNCT = set(".,;:!?()\"'")
 FILES = ("en_train.csv", "en_test_2.csv", "en_sample_submission_2.csv", "en_test_2_solution.csv")
 
@@ -180,6 +179,7 @@ RULES = {
     "TELEPHONE": telephone,
     "ADDRESS": address,
 }
+CLASSES = tuple(RULES)  # Kaggle's 16 English classes, PLAIN and PUNCT first
 
 
 def normalise(cls, before):
