@@ -317,10 +317,14 @@ def translate(
     run = _compile(
         model, sampler, ("translate", end_id), lambda: _decode_loop(model, sampler, end_id)
     )
-    results = []
+    # Shortest first, widths rounded up to 16: few shapes, so few compilations.
+    order = np.argsort([len(s) for s in sources], kind="stable")
+    results = [None] * len(sources)
     for first in range(0, len(sources), batch_size):
-        chunk = sources[first : first + batch_size]
-        source_ids = np.zeros((len(chunk), max(len(s) for s in chunk)), "int32")
+        rows = order[first : first + batch_size]
+        chunk = [sources[i] for i in rows]
+        width = -(-max(len(s) for s in chunk) // 16) * 16
+        source_ids = np.zeros((len(chunk), width), "int32")
         for row, source in enumerate(chunk):
             source_ids[row, : len(source)] = source
         target_ids = np.zeros((len(chunk), max_length + 1), "int32")
@@ -329,13 +333,13 @@ def translate(
         mask[:, 0] = True
         out = run(source_ids, target_ids, mask)
         if not beam:
-            rows = ops.convert_to_numpy(out)[:, 1:]
-            results += [_until_end(row, end_id) for row in rows]
+            for i, row in zip(rows, ops.convert_to_numpy(out)[:, 1:], strict=True):
+                results[i] = _until_end(row, end_id)
             continue
         beams, log_probs = (ops.convert_to_numpy(x) for x in out)
-        for candidates, scores in zip(beams[:, :, 1:], log_probs, strict=True):
+        for i, candidates, scores in zip(rows, beams[:, :, 1:], log_probs, strict=True):
             hypotheses = [_until_end(c, end_id) for c in candidates]
             lengths = [len(h) + 1 for h in hypotheses]  # the end token counts
             best = np.argmax(scores / length_penalty(lengths, alpha))
-            results.append(hypotheses[best])
+            results[i] = hypotheses[best]
     return results

@@ -89,14 +89,14 @@ def text_normalization(data_dir, n_train=200, n_test=20, seed=0):
     `en_test_2.csv` without classes or answers, `"<sentence>_<token>"` submission ids."""
     import csv
 
-    from pipelines.synthetic.textnorm import generate
+    from pipelines.synthetic.textnorm import token_rows
 
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     quoted = {"index": False, "quoting": csv.QUOTE_NONNUMERIC}
-    train = generate(n_train, seed)
+    train = token_rows(n_train, seed)
     train.to_csv(data_dir / "en_train.csv", **quoted)
-    test = generate(n_test, seed + 1)
+    test = token_rows(n_test, seed + 1)
     test[["sentence_id", "token_id", "before"]].to_csv(data_dir / "en_test_2.csv", **quoted)
     ids = test["sentence_id"].astype(str) + "_" + test["token_id"].astype(str)
     sample = pd.DataFrame({"id": ids, "after": test["before"]})

@@ -20,6 +20,7 @@ SMALL_DATA = {
     "shapes-seg": {"train": 400, "test": 40},
     "shapes-det": {"train": 200, "test": 40},
     "shapes-captions": {"train": 400, "test": 60},
+    "text-normalization": {"train": 300, "test": 30},
 }
 
 
@@ -36,7 +37,8 @@ def _parameters_index(notebook):
 def test_there_is_a_template_and_a_notebook_per_finished_family():
     names = [p.stem for p in NOTEBOOKS]
     assert names[0] == "00_exam_template"
-    for family in ("classification", "segmentation", "detection", "retrieval", "generation"):
+    families = ("classification", "segmentation", "detection", "retrieval", "generation", "seq2seq")
+    for family in families:
         assert any(name.endswith(family) for name in names), family
 
 

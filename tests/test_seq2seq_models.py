@@ -91,6 +91,18 @@ def test_cross_attention_sees_every_source_token_and_no_padding():
     np.testing.assert_allclose(logits(model, padded, targets), before, atol=1e-5)
 
 
+def test_cross_attention_weights_sum_to_one_over_the_real_source_tokens():
+    model = tiny()
+    rng = np.random.default_rng(4)
+    sources, targets = rng.integers(3, 13, (2, 6)), rng.integers(3, 13, (2, 4))
+    sources[0, 3:] = PAD
+    for layer in (0, -1):
+        weights = keras.ops.convert_to_numpy(model.cross_attention(sources, targets, layer))
+        assert weights.shape == (2, 4, 4, 6)  # batch, heads, target, source
+        np.testing.assert_allclose(weights.sum(-1), 1, atol=1e-5)
+        assert (weights[0, :, :, 3:] < 1e-6).all() and (weights[0, :, :, :3] > 0).all()
+
+
 def test_the_cached_decoder_gives_the_uncached_logits():
     model = tiny()
     rng = np.random.default_rng(3)

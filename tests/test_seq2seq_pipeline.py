@@ -19,7 +19,7 @@ def read(path):
 @pytest.fixture
 def text_normalization(competition):
     folder = competition("text-normalization")
-    textnorm.prepare(folder / "data", train_sentences=150, test_sentences=15)
+    textnorm.generate(folder / "data", train=150, test=15)
     return folder
 
 

@@ -6,7 +6,7 @@ import pytest
 from pipelines.data.tokens import CLASSES, PATTERN, contexts, needs_model, read_tokens
 from pipelines.errors import DataError
 from pipelines.synthetic import textnorm
-from pipelines.synthetic.textnorm import RULES, generate, normalise
+from pipelines.synthetic.textnorm import RULES, normalise, token_rows
 
 EXAMPLES = [  # (class, written, spoken): Kaggle's style, one or more per class
     ("PLAIN", "attribute", "attribute"),
@@ -65,7 +65,7 @@ def test_each_class_is_read_by_its_rule(cls, written, spoken):
 
 
 def test_every_class_occurs_and_every_row_is_its_rules_reading():
-    frame = generate(120, seed=3)
+    frame = token_rows(120, seed=3)
     assert set(frame["class"]) == set(CLASSES)
     assert list(frame.columns) == ["sentence_id", "token_id", "class", "before", "after"]
     for row in frame.itertuples():
@@ -76,12 +76,12 @@ def test_every_class_occurs_and_every_row_is_its_rules_reading():
 
 
 def test_the_same_seed_gives_the_same_sentences():
-    pd.testing.assert_frame_equal(generate(30, seed=1), generate(30, seed=1))
-    assert not generate(30, seed=1).equals(generate(30, seed=2))
+    pd.testing.assert_frame_equal(token_rows(30, seed=1), token_rows(30, seed=1))
+    assert not token_rows(30, seed=1).equals(token_rows(30, seed=2))
 
 
-def test_prepare_writes_kaggles_files_with_matching_ids(tmp_path):
-    textnorm.prepare(tmp_path, train_sentences=40, test_sentences=10)
+def test_generate_writes_kaggles_files_with_matching_ids(tmp_path):
+    textnorm.generate(tmp_path, train=40, test=10)
     train = pd.read_csv(tmp_path / "en_train.csv", dtype=str, keep_default_na=False)
     test = pd.read_csv(tmp_path / "en_test_2.csv", dtype=str, keep_default_na=False)
     sample = pd.read_csv(tmp_path / "en_sample_submission_2.csv", dtype=str, keep_default_na=False)

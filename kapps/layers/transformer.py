@@ -202,6 +202,18 @@ class TransformerBlock(keras.layers.Layer):
         y = ops.dot_product_attention(q, context_kv[:, 0], context_kv[:, 1], mask=mask)
         return self.drop(self.cross_proj(self._merge(y)), training=training)
 
+    def cross_attention_weights(self, x, context, context_mask=None):
+        """The weights (batch, heads, length, context_length) with which the block's
+        cross-attention reads `context` for the block's input `x` (a causal decoder's)."""
+        x = self._sublayer(x, self.ln1, lambda y: self._attend(y, None, None, 0, False)[0])
+        q = self._heads(self.cross_q(self.ln_cross(x) if self.normalize_first else x), 1)
+        k = self.context_kv(context)[:, 0]
+        scores = ops.einsum("bqhd,bkhd->bhqk", q[:, :, 0], k) / ops.sqrt(float(self.head_dim))
+        if context_mask is not None:
+            real = ops.cast(context_mask, "bool")[:, None, None, :]
+            scores = ops.where(real, scores, -1e9)
+        return ops.softmax(scores, axis=-1)
+
     def _sublayer(self, x, norm, function):
         """x + f(LN(x)) pre-LayerNorm, LN(x + f(x)) post-LayerNorm."""
         if self.normalize_first:

@@ -36,7 +36,7 @@ VARIANTS = {  # Table 3's base and big (N, d_model, h, d_ff, P_drop), and two fo
     "transformer_base": {"num_layers": 6, "hidden_dim": 512, "num_heads": 8, "dropout": 0.1},
     "transformer_big": {"num_layers": 6, "hidden_dim": 1024, "num_heads": 16, "dropout": 0.3},
     "transformer_small": {"num_layers": 3, "hidden_dim": 256, "num_heads": 4, "dropout": 0.1},
-    "transformer_tiny": {"num_layers": 2, "hidden_dim": 128, "num_heads": 4, "dropout": 0.1},
+    "transformer_tiny": {"num_layers": 2, "hidden_dim": 64, "num_heads": 4, "dropout": 0.1},
 }
 PAPER_VOCABULARY = 37000  # the shared English–German BPE vocabulary of section 5.1
 LN_EPSILON = 1e-6  # the paper gives none; tensor2tensor's
@@ -143,6 +143,18 @@ class Transformer(keras.Model):
         for i in range(self.num_layers):
             x = self.get_layer(f"encoder_{i}")(x, padding_mask=source_mask)
         return x, source_mask
+
+    def cross_attention(self, source_ids, target_ids, layer=-1):
+        """Decoder block `layer`'s cross-attention weights, (batch, heads, target_length,
+        source_length): where each target position reads the source."""
+        layer = range(self.num_layers)[layer]
+        encoded, source_mask = self.encode(source_ids)
+        x = self._embedding("target")(target_ids) * math.sqrt(self.hidden_dim)
+        x = x + self.get_layer("decoder_positions")(x)
+        for i in range(layer):
+            x = self.get_layer(f"decoder_{i}")(x, context=encoded, context_mask=source_mask)
+        block = self.get_layer(f"decoder_{layer}")
+        return block.cross_attention_weights(x, encoded, source_mask)
 
     def build_cache(self, source_ids, target_ids, target_mask):
         """Encode the sources, keep each decoder block's keys and values of them, and run

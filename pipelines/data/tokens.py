@@ -161,25 +161,47 @@ def _slicer(rows):
     return lambda i: flat[offsets[i] : offsets[i + 1]]
 
 
+BUCKETS = (16, 24, 32, 48)  # source lengths a batch is cut at (a last bucket holds the rest)
+
+
 def batches(sources, inputs, outputs, batch_size, shuffle=False, seed=0):
     """`({"encoder_token_ids", "decoder_token_ids"}, targets)` batches of similar source
-    lengths, each padded to its own longest row (a token of 6 characters is not
-    padded to a URL's 80): a handful of shapes per bucket, so train without XLA."""
+    length: each bucket pads its sources to its bound and its targets to its longest,
+    and training drops each full bucket's last partial batch, so a handful of fixed shapes
+    (one XLA compilation each) serve every epoch; a 6-character token is not padded to
+    an 80-character URL."""
+    lengths = np.array([len(s) for s in sources])
+    bucket = np.searchsorted(BUCKETS, lengths)  # bucket k: BUCKETS[k-1] < length ≤ BUCKETS[k]
+    count = len(BUCKETS) + 1
+    widths = np.zeros((count, 2), "int64")
+    for k in range(count):
+        held = np.flatnonzero(bucket == k)
+        widths[k] = [lengths[held].max(initial=1), max((len(outputs[i]) for i in held), default=1)]
+        if k < len(BUCKETS):
+            widths[k, 0] = BUCKETS[k]
+    widths = tf.constant(widths)
     dataset = tf.data.Dataset.range(len(outputs))
     if shuffle:
         dataset = dataset.shuffle(len(outputs), seed=seed, reshuffle_each_iteration=True)
     slicers = [_slicer(rows) for rows in (sources, inputs, outputs)]
-    dataset = dataset.map(lambda i: tuple(rows(i) for rows in slicers))
-    boundaries = [16, 24, 32, 40, 48, 64]
-    dataset = dataset.bucket_by_sequence_length(
-        lambda source, *_: tf.shape(source)[0],
-        bucket_boundaries=boundaries,
-        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-    )
-    dataset = dataset.map(
-        lambda source, inputs, outputs: (
-            {"encoder_token_ids": source, "decoder_token_ids": inputs},
-            outputs,
+    keys = tf.constant(bucket, "int64")
+    dataset = dataset.map(lambda i: (keys[i], *(rows(i) for rows in slicers)))
+
+    full = tf.constant(np.bincount(bucket, minlength=count) >= batch_size)
+
+    def batch(key, window):
+        source, target = widths[key, :1], widths[key, 1:]
+        shapes = ([], source, target, target)
+        # a bucket smaller than one batch is kept whole
+        return window.padded_batch(batch_size, shapes, drop_remainder=shuffle and full[key])
+
+    dataset = dataset.group_by_window(lambda key, *_: key, batch, window_size=batch_size)
+
+    def named(_, source, inputs, outputs):  # (tensor-valued padded shapes lose the rank)
+        source, inputs, outputs = (
+            tf.ensure_shape(x, [None, None]) for x in (source, inputs, outputs)
         )
-    )
+        return {"encoder_token_ids": source, "decoder_token_ids": inputs}, outputs
+
+    dataset = dataset.map(named)
     return dataset.prefetch(tf.data.AUTOTUNE)

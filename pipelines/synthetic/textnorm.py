@@ -272,7 +272,7 @@ def token_class(token):
     return "PUNCT" if token in PUNCT else "PLAIN"
 
 
-def generate(count, seed=0):
+def token_rows(count, seed=0):
     """`count` sentences as rows (sentence_id, token_id, class, before, after), each with
     one or two semiotic tokens (and every class at least once, cycling)."""
     rng = np.random.default_rng(seed)
@@ -305,19 +305,21 @@ def _write_csv(frame, path):
     tmp.replace(path)
 
 
-def prepare(data_dir, train_sentences=20000, test_sentences=2000, seed=0):
-    """Write the competition's four files into `data_dir` (kept when all exist)."""
+def generate(data_dir, train=20000, test=2000, seed=0):
+    """Write the competition's four files into `data_dir`: `train` and `test` sentences."""
     data_dir = Path(data_dir)
-    if all((data_dir / name).is_file() for name in FILES):
-        return
     data_dir.mkdir(parents=True, exist_ok=True)
-    train = generate(train_sentences, seed)
-    test = generate(test_sentences, seed + 1)
-    ids = test["sentence_id"].astype(str) + "_" + test["token_id"].astype(str)
-    solution = pd.DataFrame({"id": ids, "after": test["after"], "class": test["class"]})
+    train_rows, test_rows = token_rows(train, seed), token_rows(test, seed + 1)
+    ids = test_rows["sentence_id"].astype(str) + "_" + test_rows["token_id"].astype(str)
+    solution = pd.DataFrame({"id": ids, "after": test_rows["after"], "class": test_rows["class"]})
+    sample = pd.DataFrame({"id": ids, "after": test_rows["before"]})
     _write_csv(solution, data_dir / "en_test_2_solution.csv")
-    _write_csv(
-        pd.DataFrame({"id": ids, "after": test["before"]}), data_dir / "en_sample_submission_2.csv"
-    )
-    _write_csv(test[["sentence_id", "token_id", "before"]], data_dir / "en_test_2.csv")
-    _write_csv(train, data_dir / "en_train.csv")
+    _write_csv(sample, data_dir / "en_sample_submission_2.csv")
+    _write_csv(test_rows[["sentence_id", "token_id", "before"]], data_dir / "en_test_2.csv")
+    _write_csv(train_rows, data_dir / "en_train.csv")
+
+
+def prepare(data_dir):
+    """`generate` the files unless they are all there."""
+    if not all((Path(data_dir) / name).is_file() for name in FILES):
+        generate(data_dir)
