@@ -42,7 +42,7 @@ class Tokens:
 
 class Seq2SeqTask(Task):
     name = "seq2seq"
-    examples = "tokens"
+    examples = "tokens read"  # by the model; the rest are copied
     text_values = True
 
     # Config ------------------------------------------------------------------
@@ -159,7 +159,6 @@ class Seq2SeqTask(Task):
         mistakes = wrong.groupby(columns).size().rename("count").reset_index()
         mistakes = mistakes.sort_values("count", ascending=False, kind="stable").head(MISTAKES)
         write_text(run.mistakes, mistakes.to_csv(index=False))
-        metrics["model_tokens"] = int(tokens.selected.sum())
         return Evaluation(metrics)
 
     def predict_folds(self, models, test, weights=None):
