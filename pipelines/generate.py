@@ -324,19 +324,21 @@ def translate(
         rows = order[first : first + batch_size]
         chunk = [sources[i] for i in rows]
         width = -(-max(len(s) for s in chunk) // 16) * 16
-        source_ids = np.zeros((len(chunk), width), "int32")
+        height = min(batch_size, 2 ** int(np.ceil(np.log2(len(chunk)))))  # padded rows
+        source_ids = np.zeros((height, width), "int32")
         for row, source in enumerate(chunk):
             source_ids[row, : len(source)] = source
-        target_ids = np.zeros((len(chunk), max_length + 1), "int32")
+        source_ids[len(chunk) :] = source_ids[len(chunk) - 1]  # padding rows: the last again
+        target_ids = np.zeros((height, max_length + 1), "int32")
         target_ids[:, 0] = start_id
         mask = np.zeros(target_ids.shape, bool)
         mask[:, 0] = True
         out = run(source_ids, target_ids, mask)
         if not beam:
-            for i, row in zip(rows, ops.convert_to_numpy(out)[:, 1:], strict=True):
+            for i, row in zip(rows, ops.convert_to_numpy(out)[: len(rows), 1:], strict=True):
                 results[i] = _until_end(row, end_id)
             continue
-        beams, log_probs = (ops.convert_to_numpy(x) for x in out)
+        beams, log_probs = (ops.convert_to_numpy(x)[: len(rows)] for x in out)
         for i, candidates, scores in zip(rows, beams[:, :, 1:], log_probs, strict=True):
             hypotheses = [_until_end(c, end_id) for c in candidates]
             lengths = [len(h) + 1 for h in hypotheses]  # the end token counts

@@ -23,10 +23,35 @@ def text_normalization(competition):
     return folder
 
 
-def test_the_replica_runs_end_to_end_and_scores_its_submission(text_normalization, cli, workdir):
-    result = cli("run", text_normalization, *TINY)
+@pytest.fixture(scope="module")
+def replica_run(tmp_path_factory):
+    """One tiny `kapps run competitions/text-normalization`, shared by the tests that read it."""
+    import os
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+    from tests.conftest import REPO
+
+    root = tmp_path_factory.mktemp("text-normalization")
+    folder = root / "text-normalization"
+    shutil.copytree(REPO / "competitions" / "text-normalization", folder)
+    shutil.rmtree(folder / "data", ignore_errors=True)
+    textnorm.generate(folder / "data", train=150, test=15)
+    before = os.getcwd()
+    os.chdir(root)
+    try:
+        result = CliRunner().invoke(app, ["run", "text-normalization", *TINY])
+    finally:
+        os.chdir(before)
     assert result.exit_code == 0, result.output
-    (run,) = (workdir / "runs" / "text-normalization").iterdir()
+    (run,) = (root / "runs" / "text-normalization").iterdir()
+    return folder, run
+
+
+def test_the_replica_runs_end_to_end_and_scores_its_submission(replica_run, cli):
+    folder, run = replica_run
     metrics = json.loads((run / "metrics.json").read_text())
     for scores in (metrics["validation"], metrics["test"]):
         assert 0 <= scores["accuracy"] <= 1 and 0 <= scores["accuracy_semiotic"] <= 1
@@ -38,7 +63,7 @@ def test_the_replica_runs_end_to_end_and_scores_its_submission(text_normalizatio
         "class", "before", "after", "predicted", "count"
     ]  # fmt: skip
     submission = read(run / "submission.csv")
-    sample = read(text_normalization / "data" / "en_sample_submission_2.csv")
+    sample = read(folder / "data" / "en_sample_submission_2.csv")
     assert (submission["id"] == sample["id"]).all()
     # what the model does not read is copied
     vocabulary = json.loads((run / "vocabulary.json").read_text())
@@ -48,11 +73,22 @@ def test_the_replica_runs_end_to_end_and_scores_its_submission(text_normalizatio
     assert cli("submit", run).exit_code == 0
 
 
+def test_a_submission_whose_ids_do_not_match_the_sample_is_one_line(replica_run, cli, tmp_path):
+    _, run = replica_run
+    submission = read(run / "submission.csv")
+    submission.loc[3, "id"] = "999_0"
+    path = tmp_path / "other.csv"
+    submission.to_csv(path, index=False)
+    assert_one_line_error(cli("submit", run, "--file", path), "missing ids", "0_3")
+
+
 def test_kaggles_own_files_work_with_the_same_config(competition, cli, workdir):
     folder = competition("text-normalization")
     replicas.text_normalization(folder / "data", n_train=120, n_test=10)
+    train = (folder / "data" / "en_train.csv").read_bytes()
     result = cli("run", folder, *TINY, "data.answers=null")
     assert result.exit_code == 0, result.output
+    assert (folder / "data" / "en_train.csv").read_bytes() == train  # Kaggle's, not regenerated
     (run,) = (workdir / "runs" / "text-normalization").iterdir()
     metrics = json.loads((run / "metrics.json").read_text())
     assert "test" not in metrics and "accuracy" in metrics["validation"]
@@ -69,17 +105,6 @@ def test_bad_training_tokens_are_one_line(text_normalization, cli, column, value
     train.loc[5, column] = value
     train.to_csv(path, index=False)
     assert_one_line_error(cli("run", text_normalization, *TINY), message)
-
-
-def test_a_sample_with_other_ids_is_one_line(text_normalization, cli, workdir):
-    path = text_normalization / "data" / "en_sample_submission_2.csv"
-    sample = read(path)
-    sample.loc[3, "id"] = "999_0"
-    sample.to_csv(path, index=False)
-    assert_one_line_error(cli("run", text_normalization, *TINY), "999_0")
-    assert not (workdir / "runs" / "text-normalization").exists() or not list(
-        (workdir / "runs" / "text-normalization").glob("*/submission.csv")
-    )
 
 
 def test_a_sampler_that_cannot_decode_is_one_line(text_normalization, cli):
