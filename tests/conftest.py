@@ -50,6 +50,27 @@ def competition(workdir):
     return copy
 
 
+def shared_run(root, slug, *overrides, data=None):
+    """`kapps run <slug> overrides…` in `root`, on a copy of the shipped competition
+    (its data made by `data(folder / "data")` when given): for a module-scoped fixture
+    whose one run several tests read. Returns `(competition folder, run folder, output)`."""
+    from pipelines.cli import app
+
+    folder = root / slug
+    shutil.copytree(REPO / "competitions" / slug, folder, ignore=shutil.ignore_patterns("data"))
+    if data is not None:
+        data(folder / "data")
+    before = os.getcwd()
+    os.chdir(root)
+    try:
+        result = CliRunner().invoke(app, ["run", slug, *overrides])
+    finally:
+        os.chdir(before)
+    assert result.exit_code == 0, result.output
+    (run,) = (root / "runs" / slug).iterdir()
+    return folder, run, result.output
+
+
 @pytest.fixture
 def cli():
     """Invoke `kapps ...` in-process; returns the click Result."""

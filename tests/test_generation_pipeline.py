@@ -10,6 +10,7 @@ from PIL import Image
 from pipelines.errors import SubmissionError
 from pipelines.submit.images import read_image_zip, validate_image_zip, write_image_zip
 from tests import replicas
+from tests.conftest import shared_run
 
 # A DDPM small enough for seconds on a CPU, and just enough images.
 TINY = [
@@ -31,25 +32,9 @@ TINY = [
 @pytest.fixture(scope="module")
 def digits_gen(tmp_path_factory):
     """One tiny `kapps run competitions/digits-gen`, shared by the tests that read it."""
-    import os
-    import shutil
-
-    from typer.testing import CliRunner
-
-    from pipelines.cli import app
-    from tests.conftest import REPO
-
     root = tmp_path_factory.mktemp("digits-gen")
-    shutil.copytree(REPO / "competitions" / "digits-gen", root / "digits-gen")
-    before = os.getcwd()
-    os.chdir(root)
-    try:
-        result = CliRunner().invoke(app, ["run", "digits-gen", *TINY])
-    finally:
-        os.chdir(before)
-    assert result.exit_code == 0, result.output
-    (run_dir,) = (root / "runs" / "digits-gen").iterdir()
-    return root, run_dir, result.output
+    _, run_dir, output = shared_run(root, "digits-gen", *TINY)
+    return root, run_dir, output
 
 
 def test_digits_gen_runs_end_to_end(digits_gen):

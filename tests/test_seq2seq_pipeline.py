@@ -1,5 +1,6 @@
 """Text normalization end to end: the generated replica, Kaggle's real layout, bad input."""
 
+import functools
 import json
 
 import pandas as pd
@@ -7,7 +8,7 @@ import pytest
 
 from pipelines.synthetic import textnorm
 from tests import replicas
-from tests.conftest import assert_one_line_error
+from tests.conftest import assert_one_line_error, shared_run
 
 TINY = ["train.epochs=1", "model.args.hidden_dim=32", "train.batch_size=32"]
 
@@ -26,27 +27,9 @@ def text_normalization(competition):
 @pytest.fixture(scope="module")
 def replica_run(tmp_path_factory):
     """One tiny `kapps run competitions/text-normalization`, shared by the tests that read it."""
-    import os
-    import shutil
-
-    from typer.testing import CliRunner
-
-    from pipelines.cli import app
-    from tests.conftest import REPO
-
     root = tmp_path_factory.mktemp("text-normalization")
-    folder = root / "text-normalization"
-    shutil.copytree(REPO / "competitions" / "text-normalization", folder)
-    shutil.rmtree(folder / "data", ignore_errors=True)
-    textnorm.generate(folder / "data", train=150, test=15)
-    before = os.getcwd()
-    os.chdir(root)
-    try:
-        result = CliRunner().invoke(app, ["run", "text-normalization", *TINY])
-    finally:
-        os.chdir(before)
-    assert result.exit_code == 0, result.output
-    (run,) = (root / "runs" / "text-normalization").iterdir()
+    data = functools.partial(textnorm.generate, train=150, test=15)
+    folder, run, _ = shared_run(root, "text-normalization", *TINY, data=data)
     return folder, run
 
 

@@ -19,7 +19,7 @@ import tensorflow as tf
 from pipelines.data.sources import read_csv, require_columns
 from pipelines.errors import DataError
 
-CLASSES = (
+CLASSES = (  # Kaggle's 16 English classes
     "PLAIN",
     "PUNCT",
     "DATE",
@@ -36,7 +36,7 @@ CLASSES = (
     "FRACTION",
     "TELEPHONE",
     "ADDRESS",
-)  # fmt: skip  (Kaggle's 16 English classes)
+)
 UNCHANGED_CLASSES = ("PLAIN", "PUNCT")
 SOURCE_SPECIALS = ("<pad>", "<unk>", "<token>", "</token>")
 TARGET_SPECIALS = ("<pad>", "<start>", "<end>", "<self>", "<unk>")
