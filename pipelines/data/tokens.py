@@ -11,6 +11,7 @@ changeable — plain words and punctuation — are copied without the model.
 import json
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -127,8 +128,16 @@ class Vocabularies:
         values = json.loads(Path(path).read_text())
         return cls(values["chars"], values["words"], values["changed"])
 
+    @cached_property
+    def char_ids(self):
+        return {c: i for i, c in enumerate(self.chars)}
+
+    @cached_property
+    def word_ids(self):
+        return {w: i for i, w in enumerate(self.words)}
+
     def encode_source(self, left, token, right):
-        index = {c: i for i, c in enumerate(self.chars)}
+        index = self.char_ids
         ids = [index.get(c, 1) for c in left] + [2] + [index.get(c, 1) for c in token] + [3]
         return ids + [index.get(c, 1) for c in right]
 
@@ -136,8 +145,7 @@ class Vocabularies:
         """Word ids of `after`, or `<self>` when the token is unchanged; then `<end>`."""
         if after == before:
             return [SELF, END]
-        index = {w: i for i, w in enumerate(self.words)}
-        return [index.get(w, 4) for w in after.split()] + [END]
+        return [self.word_ids.get(w, 4) for w in after.split()] + [END]
 
     def decode_target(self, before, ids):
         if not ids or ids[0] == SELF:
