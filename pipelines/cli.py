@@ -365,6 +365,9 @@ def generate(
     top_p: Annotated[float | None, typer.Option(help="top_p: probability mass kept")] = None,
     num_beams: Annotated[int | None, typer.Option(help="beam: beams kept")] = None,
     seed: Annotated[int | None, typer.Option(help="sampling seed")] = None,
+    ngram_weight: Annotated[
+        float | None, typer.Option(help="text: the Kneser-Ney n-gram's share (0–1)")
+    ] = None,
     num: Annotated[int, typer.Option(min=1, help="images: how many")] = 64,
     out: Annotated[Path | None, typer.Option(help="images: a new folder to write them to")] = None,
     label: Annotated[
@@ -395,6 +398,7 @@ def generate(
         "top_p": top_p,
         "num_beams": num_beams,
         "seed": seed,
+        "ngram_weight": ngram_weight,
     }
     overrides = {k: v for k, v in options.items() if v is not None}
     console.print(prompt, end="", style="dim", highlight=False, markup=False)

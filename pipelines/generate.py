@@ -19,6 +19,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from pipelines.hostcall import host_callback
+
 SAMPLERS = ("greedy", "random", "top_k", "top_p", "beam")
 
 
@@ -50,7 +52,22 @@ def make_sampler(
     raise ValueError(f"unknown sampler {name!r}; one of {SAMPLERS}")
 
 
-def _loop(model, sampler, use_cache, stream=None, prompt_length=None):
+def _blend(logits, prompt, index, prior):
+    """Logits of (1 − w) · softmax(logits) + w · `fn(prompt, index)`, for `prior = (w, fn)`:
+    `fn` gives the next-token probabilities of another model (a host function)."""
+    weight, fn = prior
+    other = host_callback(
+        lambda ids, i: fn(ids, int(i)).astype("float32"),
+        prompt,
+        index,
+        shape=tuple(logits.shape),
+        dtype="float32",
+    )
+    mixed = (1 - weight) * ops.softmax(ops.cast(logits, "float32")) + weight * other
+    return ops.log(ops.maximum(mixed, 1e-30))
+
+
+def _loop(model, sampler, use_cache, stream=None, prompt_length=None, prior=None):
     """The whole generation for a padded batch: `(token_ids, mask) → token_ids`."""
     streamed = []
 
@@ -62,9 +79,12 @@ def _loop(model, sampler, use_cache, stream=None, prompt_length=None):
         if use_cache:
             token = ops.slice(prompt, [0, index - 1], [ops.shape(prompt)[0], 1])
             logits, hidden, cache = model.call_with_cache(token, cache, index - 1)
-            return logits[:, 0], hidden[:, 0], cache
-        logits = ops.take(model(prompt, training=False), index - 1, axis=1)
-        return logits, None, cache
+            logits, hidden = logits[:, 0], hidden[:, 0]
+        else:
+            logits, hidden = ops.take(model(prompt, training=False), index - 1, axis=1), None
+        if prior is not None:
+            logits = _blend(logits, prompt, index, prior)
+        return logits, hidden, cache
 
     def run(token_ids, mask):
         if use_cache:
@@ -103,12 +123,18 @@ def _shared_sampler(model, name, args, all_beams=False):
     return sampler
 
 
-def _compiled(model, sampler, use_cache):
-    """`_loop` compiled for the backend, kept on the model per sampler."""
-    return _compile(model, sampler, use_cache, lambda: _loop(model, sampler, use_cache)[0])
+def _compiled(model, sampler, use_cache, prior=None):
+    """`_loop` compiled for the backend, kept on the model per sampler (and prior)."""
+    return _compile(
+        model,
+        sampler,
+        (use_cache, prior and (prior[0], id(prior[1]))),
+        lambda: _loop(model, sampler, use_cache, prior=prior)[0],
+        xla=prior is None,  # TensorFlow's host call is not XLA-compilable
+    )
 
 
-def _compile(model, sampler, key, make_run):
+def _compile(model, sampler, key, make_run, xla=True):
     """`make_run()` compiled for the backend once per model, sampler and `key`, the way
     keras-hub compiles its own `generate`."""
     store = model.__dict__.setdefault("_kapps_generate", {})
@@ -120,7 +146,7 @@ def _compile(model, sampler, key, make_run):
     if backend == "tensorflow":
         import tensorflow as tf  # only under the tensorflow backend
 
-        compiled = tf.function(run, jit_compile=True, autograph=False)
+        compiled = tf.function(run, jit_compile=xla, autograph=False)
     elif backend == "jax":
         import jax
 
@@ -160,7 +186,7 @@ def _compile(model, sampler, key, make_run):
     return compiled
 
 
-def _generate_batch(model, sampler, prompts, new_tokens, use_cache, stream):
+def _generate_batch(model, sampler, prompts, new_tokens, use_cache, stream, prior):
     lengths = [len(p) for p in prompts]
     width = max(lengths) + new_tokens
     token_ids = np.zeros((len(prompts), width), "int32")
@@ -170,11 +196,11 @@ def _generate_batch(model, sampler, prompts, new_tokens, use_cache, stream):
         mask[row, : len(prompt)] = True
     eager = stream is not None and len(prompts) == 1 and keras.backend.backend() != "jax"
     if eager and not hasattr(sampler, "num_beams"):
-        run, streamed = _loop(model, sampler, use_cache, stream, lengths[0])
+        run, streamed = _loop(model, sampler, use_cache, stream, lengths[0], prior)
         out = ops.convert_to_numpy(run(token_ids, mask))
     else:
         streamed = []
-        out = ops.convert_to_numpy(_compiled(model, sampler, use_cache)(token_ids, mask))
+        out = ops.convert_to_numpy(_compiled(model, sampler, use_cache, prior)(token_ids, mask))
     rows = [out[row, n : n + new_tokens].tolist() for row, n in enumerate(lengths)]
     if stream is not None:
         for token in rows[0][len(streamed) :]:
@@ -190,6 +216,7 @@ def generate(
     *,
     use_cache=True,
     stream=None,
+    prior=None,
     **sampler_args,
 ):
     """Continue each prompt by `max_new_tokens` token ids.
@@ -204,6 +231,10 @@ def generate(
         stream: called with each new token id of a single prompt as it is
             made (step by step on tensorflow and torch; at the end on jax and
             for beam search).
+        prior: `(weight, fn)` to sample from (1 − weight) · the model's next-token
+            probabilities + weight · `fn(token_ids, index)`'s, a NumPy function giving
+            each row's probabilities for position `index` of `token_ids` (B, V), such
+            as an n-gram model's.
         **sampler_args: `temperature`, `top_k`, `top_p`, `num_beams`, `seed`.
 
     Returns:
@@ -218,14 +249,15 @@ def generate(
     limit = getattr(model, "max_length", None)
     longest = max(len(p) for p in prompts)
     if limit is None or longest + max_new_tokens <= limit:
-        return _generate_batch(model, sampler, prompts, max_new_tokens, use_cache, stream)
+        return _generate_batch(model, sampler, prompts, max_new_tokens, use_cache, stream, prior)
     # Beyond the context: one prompt at a time, sliding the window.
     results = []
     for prompt in prompts:
         context, new = list(prompt)[-(limit - 1) :], []
         while len(new) < max_new_tokens:
             count = min(max_new_tokens - len(new), limit - len(context))
-            piece = _generate_batch(model, sampler, [context], count, use_cache, stream)[0]
+            piece = _generate_batch(model, sampler, [context], count, use_cache, stream, prior)
+            piece = piece[0]
             new += piece
             context = (context + piece)[-(limit // 2) :]
         results.append(new)

@@ -12,6 +12,8 @@ dependency has one; NLTK's is the reference we checked it against in spirit
 import math
 from collections import Counter, defaultdict
 
+import numpy as np
+
 DISCOUNT = 0.75
 
 
@@ -40,7 +42,50 @@ class KneserNey:
                 totals[gram[:-1]] += count
                 types[gram[:-1]] += 1
             self.totals[k], self.types[k] = dict(totals), dict(types)
+        self._followers = {}  # order → context → (tokens, counts): built when first needed
         return self
+
+    def followers(self, k, context):
+        """The tokens seen after `context` at order `k`, and their counts, as arrays."""
+        if k not in self._followers:
+            grouped = defaultdict(list)
+            for gram, count in self.counts[k].items():
+                grouped[gram[:-1]].append((gram[-1], count))
+            self._followers[k] = {
+                ctx: tuple(np.array(column) for column in zip(*pairs, strict=True))
+                for ctx, pairs in grouped.items()
+            }
+        return self._followers[k].get(context)
+
+    def distribution(self, context):
+        """P(· | context) over the whole vocabulary at the highest order: `probabilities`
+        for every token at once (what a sampler blends with a neural model's)."""
+        p = np.full(self.vocab_size, 1.0 / self.vocab_size)
+        context = [int(t) for t in context]
+        for k in range(1, self.order + 1):
+            ctx = tuple(context[len(context) - (k - 1) :]) if k > 1 else ()
+            if len(ctx) < k - 1 or not self.totals[k].get(ctx):
+                continue
+            total = self.totals[k][ctx]
+            tokens, counts = self.followers(k, ctx)
+            p = p * (self.discount * self.types[k][ctx] / total)
+            p[tokens] += np.maximum(counts - self.discount, 0.0) / total
+        return p
+
+    def next_probabilities(self, token_ids, index):
+        """`distribution` for position `index` of each row of `token_ids` (B, V)."""
+        start = max(0, index - self.order + 1)
+        return np.stack([self.distribution(row[start:index]) for row in token_ids])
+
+    def token_probabilities(self, tokens):
+        """P(token | the tokens before it) at the highest order, for every position."""
+        tokens = [int(t) for t in tokens]
+        return np.array(
+            [
+                self.probabilities(tokens[max(0, i - self.order + 1) : i], token)[-1]
+                for i, token in enumerate(tokens)
+            ]
+        )
 
     def probabilities(self, context, token):
         """P(token | context) at every order 1…order (shorter contexts are used as given)."""
@@ -68,17 +113,10 @@ class KneserNey:
         return [b / max(len(tokens), 1) for b in bits]
 
 
-def ngram_baseline(train_tokens, val_tokens, vocab_size, orders=(5,)):
-    """The best Kneser-Ney model of the given orders: `(order, bits per token)`.
-
-    The default is the language-modelling literature's standard baseline, the
-    5-gram ("KN5"). With several orders, each is fitted on its own (the highest
-    order of a model counts differently from the lower ones) and the best on
-    the validation split is returned, which favours the baseline.
-    """
-    bits = {
-        order: KneserNey(order, vocab_size).fit(train_tokens).bits_per_token(val_tokens)[-1]
-        for order in orders
-    }
-    best = min(bits, key=bits.get)
-    return best, bits[best]
+def blend_weight(model_probs, ngram_probs, steps=100):
+    """The n-gram's share λ in (1 − λ) · P_model + λ · P_ngram that minimises the
+    cross-entropy over the given tokens (a grid of `steps` + 1 values of λ)."""
+    weights = np.linspace(0.0, 1.0, steps + 1)[:, None]
+    mixed = (1 - weights) * np.asarray(model_probs)[None] + weights * np.asarray(ngram_probs)[None]
+    losses = -np.log(np.maximum(mixed, 1e-30)).mean(axis=1)
+    return float(weights[int(np.argmin(losses)), 0])

@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,7 +20,7 @@ from pipelines.data.text import (
     windows,
 )
 from pipelines.errors import DataError
-from pipelines.ngram import KneserNey, ngram_baseline
+from pipelines.ngram import KneserNey, blend_weight
 from tests.conftest import FAST, REPO, prepare_module
 
 TINY = [
@@ -86,6 +87,12 @@ def test_pydoc_text_runs_end_to_end(pydoc_run):
     assert validation["bpc_below_ngram"] == pytest.approx(
         1 - validation["bits_per_char"] / validation["ngram_bits_per_char"]
     )
+    # the blend on the held-out tail: −log of a mixture ≤ the mixture of −logs (convexity)
+    weight = validation["blend_ngram_weight"]
+    assert 0 <= weight <= 1
+    mixed = (1 - weight) * validation["tail_bits_per_char"]
+    mixed += weight * validation["tail_ngram_bits_per_char"]
+    assert validation["tail_blend_bits_per_char"] <= mixed + 1e-9
     samples = (run / "samples.txt").read_text()
     for temperature in (0.5, 0.8, 1.0):
         assert f"--- temperature {temperature} ---" in samples
@@ -116,6 +123,28 @@ def test_generate_streams_and_handles_unknown_characters_and_long_requests(pydoc
     assert greedy[0] == greedy[1]
     result = cli("generate", run, "--prompt", "x", "--sampler", "beam", "--max-tokens", "8")
     assert result.exit_code == 0, result.output
+
+
+def test_generation_blends_the_ngram_in(pydoc_run):
+    """At weight 1 the n-gram alone decides: greedy decoding follows its likeliest tokens."""
+    from pipelines.predict import load_run
+    from pipelines.runs import RunFolder
+    from pipelines.tasks import get_task
+
+    run, _ = pydoc_run
+    task = get_task(load_run(run))
+    tokenizer = task.load_tokenizer(RunFolder(run))
+    model = keras.saving.load_model(run / "best.keras")
+    prompts = ["The with", "x"]
+    args = {"sampler": "greedy", "max_tokens": 12}
+    texts = task.generate_texts(model, tokenizer, prompts, ngram_weight=1.0, **args)
+    ngram = task.ngram(tokenizer)
+    for prompt, text in zip(prompts, texts, strict=True):
+        ids = tokenizer.encode(prompt)
+        for _ in range(12):
+            ids.append(int(np.argmax(ngram.distribution(ids[-(ngram.order - 1) :]))))
+        assert text == tokenizer.decode(ids[len(tokenizer.encode(prompt)) :])
+    assert task.generate_texts(model, tokenizer, prompts, **args) != texts  # the GPT's own
 
 
 @pytest.mark.parametrize(
@@ -286,13 +315,46 @@ def test_kneser_ney_is_a_distribution_at_every_order():
         np.testing.assert_allclose(totals, 1.0, atol=1e-9)
 
 
-def test_higher_orders_win_on_repetitive_text_and_the_best_is_chosen():
+def test_higher_orders_win_on_repetitive_text():
     pattern = [0, 1, 2, 3, 4, 5, 6, 7, 3, 2, 1]
     tokens = pattern * 60
-    order, bits = ngram_baseline(tokens[:500], tokens[500:], 8, orders=(1, 2, 4))
-    assert order == 4
-    assert bits < KneserNey(1, 8).fit(tokens[:500]).bits_per_token(tokens[500:])[-1]
-    assert bits < 0.5  # the pattern is almost deterministic given 3 tokens
+    bits = KneserNey(4, 8).fit(tokens[:500]).bits_per_token(tokens[500:])
+    assert bits[-1] < bits[0]  # order 4 against order 1 of the same model
+    assert bits[-1] < KneserNey(1, 8).fit(tokens[:500]).bits_per_token(tokens[500:])[-1]
+    assert bits[-1] < 0.5  # the pattern is almost deterministic given 3 tokens
+
+
+def test_kneser_ney_vectors_match_its_one_token_probabilities():
+    rng = np.random.default_rng(1)
+    tokens = rng.integers(0, 9, 600).tolist()
+    model = KneserNey(3, vocab_size=10).fit(tokens)
+    for context in ([], [4], [4, 2], [9, 9], [1, 2, 3, 4]):
+        want = [model.probabilities(context[-2:], t)[-1] for t in range(10)]
+        np.testing.assert_allclose(model.distribution(context), want, rtol=1e-12)
+    rows = np.array([[4, 2, 7, 0], [9, 9, 1, 0]])
+    np.testing.assert_allclose(
+        model.next_probabilities(rows, 3), [model.distribution(r[1:3]) for r in rows]
+    )
+    held = tokens[:50]
+    bits = -np.log2(model.token_probabilities(held)).mean()
+    assert bits == pytest.approx(model.bits_per_token(held)[-1])
+
+
+def test_the_blend_weight_minimises_cross_entropy():
+    good, bad = np.full(100, 0.9), np.full(100, 0.1)
+    assert blend_weight(bad, good) == 1.0 and blend_weight(good, bad) == 0.0
+    # each model right on half the tokens: the symmetric mixture
+    model, ngram = np.r_[good, bad], np.r_[bad, good]
+    assert blend_weight(model, ngram) == pytest.approx(0.5)
+    # the fitted weight is at least as good as every other on a finer grid
+    rng = np.random.default_rng(2)
+    model, ngram = rng.uniform(0.01, 1, 500), rng.uniform(0.01, 1, 500)
+    weight = blend_weight(model, ngram)
+
+    def loss(w):
+        return -np.log((1 - w) * model + w * ngram).mean()
+
+    assert all(loss(weight) <= loss(w) + 1e-4 for w in np.linspace(0, 1, 1001))
 
 
 def test_prompts_come_from_the_validation_tail():

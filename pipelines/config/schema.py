@@ -39,6 +39,7 @@ FINGERPRINT_DEFAULTS = (
     ("train", "beta_2", 0.999),
     ("data", "context_words", 2),
     ("generate", "length_penalty", 0.6),
+    ("generate", "ngram_weight", 0.0),
 )
 
 
@@ -218,6 +219,8 @@ class GenerateConfig(Section):
     top_p: float = Field(0.9, gt=0, le=1)  # top_p: the smallest set with this probability
     num_beams: int = Field(4, ge=1)  # beam: beams kept
     length_penalty: float = Field(0.6, ge=0)  # seq2seq beam: GNMT's α; 0: most probable
+    ngram_weight: float = Field(0.0, ge=0, le=1)  # text: the Kneser-Ney n-gram's share of
+    # the next-token probabilities (metrics.json: blend_ngram_weight, fitted on validation)
     seed: int = 42  # sampling seed
     batch_size: int = Field(32, ge=1)  # prompts generated together
     sample_tokens: int = Field(400, ge=1)  # tokens per sample in the run folder's samples.txt

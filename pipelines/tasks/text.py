@@ -8,6 +8,7 @@ from typing import Any
 import keras
 import numpy as np
 import pandas as pd
+from keras import ops
 from pydantic import ValidationError
 
 from kapps.errors import ConfigError
@@ -25,7 +26,7 @@ from pipelines.data.text import (
     windows,
 )
 from pipelines.generate import generate
-from pipelines.ngram import ngram_baseline
+from pipelines.ngram import KneserNey, blend_weight
 from pipelines.runs import write_text
 from pipelines.tasks.base import Evaluation, Task, TestSet, TrainingData
 
@@ -40,6 +41,20 @@ class TextValidation:
     train_ids: np.ndarray
     val_ids: np.ndarray
     val_text: str
+
+
+def target_probabilities(model, batches):
+    """The probability `model` gives each next token of `(inputs, next tokens)` batches,
+    flattened in order."""
+    out = []
+    for inputs, targets in batches:
+        logits = ops.convert_to_numpy(model(inputs, training=False)).astype("float64")
+        targets = np.asarray(targets)
+        picked = np.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+        peak = logits.max(axis=-1)
+        log_sum = peak + np.log(np.exp(logits - peak[..., None]).sum(axis=-1))
+        out.append(np.exp(picked - log_sum).ravel())
+    return np.concatenate(out)
 
 
 def encode_prompt(tokenizer, text):
@@ -102,6 +117,16 @@ class TextTask(Task):
         return {"loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True)}
 
     # Generation ------------------------------------------------------------
+    def ngram(self, tokenizer):
+        """The Kneser-Ney n-gram of the training split in `tokenizer`'s tokens (fitted once)."""
+        if getattr(self, "_ngram", None) is None:
+            data = self.cfg.data
+            text = read_corpus(self.cfg.data_path(data.train), data.text_column)
+            train_text, _ = split_text(text, data.val_fraction)
+            self._ngram = KneserNey(data.ngram_order, tokenizer.vocab_size)
+            self._ngram.fit(tokenizer.encode(train_text))
+        return self._ngram
+
     def generate_config(self, **overrides):
         """`cfg.generate` with the given values replaced, validated like the config."""
         values = {**self.cfg.generate.model_dump(), **overrides}
@@ -123,35 +148,57 @@ class TextTask(Task):
             "seed": gen.seed,
         }
         max_tokens = max_tokens or gen.max_tokens
+        prior = (gen.ngram_weight, self.ngram(tokenizer).next_probabilities)
         texts = []
         for start in range(0, len(prompts), gen.batch_size):
             batch = [encode_prompt(tokenizer, p) for p in prompts[start : start + gen.batch_size]]
-            new = generate(model, batch, max_tokens, gen.sampler, stream=stream, **args)
+            new = generate(
+                model,
+                batch,
+                max_tokens,
+                gen.sampler,
+                stream=stream,
+                prior=prior if gen.ngram_weight else None,
+                **args,
+            )
             texts += [tokenizer.decode(ids) for ids in new]
         return texts
 
     # After training ----------------------------------------------------------
     def evaluate(self, model, data, run):
-        """Perplexity and bits per character on the validation split, vs a KN n-gram."""
+        """Bits per character on the validation split, the Kneser-Ney n-gram's beside it,
+        and their blend: the n-gram's weight fitted on the split's first half, all three
+        reported again on its second half (the held-out tail)."""
         val = data.validation
-        loss = float(model.evaluate(data.val, verbose=0))
+        self._ngram = ngram = KneserNey(self.cfg.data.ngram_order, val.tokenizer.vocab_size)
+        ngram.fit(val.train_ids)
+        ngram_probs = ngram.token_probabilities(val.val_ids)
+        ngram_bits = float(-np.log2(ngram_probs).mean())
+        model_probs = target_probabilities(model, data.val)
+        loss = float(-np.log(model_probs).mean())
         # Windows cover the split except its tail; scale tokens → characters by the split's ratio.
-        chars_per_token = len(val.val_text) / len(val.val_ids)
-        bpc = loss / math.log(2) / chars_per_token
-        order, ngram_bits = ngram_baseline(
-            val.train_ids, val.val_ids, val.tokenizer.vocab_size, (self.cfg.data.ngram_order,)
-        )
-        ngram_bpc = ngram_bits / chars_per_token
+        tokens_per_char = len(val.val_ids) / len(val.val_text)
+        bpc, ngram_bpc = loss / math.log(2) * tokens_per_char, ngram_bits * tokens_per_char
+        # the window targets are tokens 1 … n of the split
+        both = model_probs, ngram_probs[1 : len(model_probs) + 1]
+        half = len(model_probs) // 2
+        weight = blend_weight(*(p[:half] for p in both))
+        tail = [p[half:] for p in both]
+        blend = (1 - weight) * tail[0] + weight * tail[1]
         self.write_samples(model, val.tokenizer, val.val_text[:PROMPT_CHARS], run.samples)
         return Evaluation(
             {
                 "loss": loss,
                 "perplexity": math.exp(loss),
                 "bits_per_char": bpc,
-                "ngram_order": order,
+                "ngram_order": ngram.order,
                 "ngram_perplexity": 2**ngram_bits,
                 "ngram_bits_per_char": ngram_bpc,
                 "bpc_below_ngram": 1 - bpc / ngram_bpc,
+                "blend_ngram_weight": weight,
+                "tail_bits_per_char": float(-np.log2(tail[0]).mean() * tokens_per_char),
+                "tail_ngram_bits_per_char": float(-np.log2(tail[1]).mean() * tokens_per_char),
+                "tail_blend_bits_per_char": float(-np.log2(blend).mean() * tokens_per_char),
             }
         )
 
