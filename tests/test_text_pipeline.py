@@ -340,6 +340,24 @@ def test_kneser_ney_vectors_match_its_one_token_probabilities():
     assert bits == pytest.approx(model.bits_per_token(held)[-1])
 
 
+@pytest.mark.parametrize("seq_len", [8, 9])
+def test_strided_evaluation_scores_every_token_once_in_order(seq_len):
+    from pipelines.tasks.text import target_probabilities
+
+    vocab = 5
+
+    def bigram(inputs, training=False):  # P(next | current): 0.6 on current + 1, else 0.1
+        favoured = (np.asarray(inputs) + 1) % vocab
+        return np.log(np.where(np.arange(vocab) == favoured[..., None], 0.6, 0.1))
+
+    ids = np.random.default_rng(3).integers(0, vocab, 50)
+    probs = target_probabilities(bigram, ids, seq_len, batch_size=3)
+    covered = len(probs)
+    assert len(ids) - seq_len <= covered <= len(ids) - 1  # all but the last few tokens
+    want = np.where(ids[1 : covered + 1] == (ids[:covered] + 1) % vocab, 0.6, 0.1)
+    np.testing.assert_allclose(probs, want)
+
+
 def test_the_blend_weight_minimises_cross_entropy():
     good, bad = np.full(100, 0.9), np.full(100, 0.1)
     assert blend_weight(bad, good) == 1.0 and blend_weight(good, bad) == 0.0

@@ -43,17 +43,27 @@ class TextValidation:
     val_text: str
 
 
-def target_probabilities(model, batches):
-    """The probability `model` gives each next token of `(inputs, next tokens)` batches,
-    flattened in order."""
+def target_probabilities(model, ids, seq_len, batch_size):
+    """The probability `model` gives each token of `ids` after the first, in order.
+
+    Windows of `seq_len` tokens overlap by half: past the first window, each token
+    is scored with at least `seq_len // 2` tokens before it (not 0 to `seq_len - 1`,
+    as back-to-back windows would), the usual strided evaluation of a fixed-context
+    model, and nearer what the n-gram, which reads across window edges, is given.
+    """
+    stride = seq_len // 2
+    starts = list(range(0, len(ids) - seq_len, stride)) or [0]
     out = []
-    for inputs, targets in batches:
+    for first in range(0, len(starts), batch_size):
+        chunk = starts[first : first + batch_size]
+        inputs = np.stack([ids[s : s + seq_len] for s in chunk])
+        targets = np.stack([ids[s + 1 : s + seq_len + 1] for s in chunk])
         logits = ops.convert_to_numpy(model(inputs, training=False)).astype("float64")
-        targets = np.asarray(targets)
         picked = np.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
         peak = logits.max(axis=-1)
-        log_sum = peak + np.log(np.exp(logits - peak[..., None]).sum(axis=-1))
-        out.append(np.exp(picked - log_sum).ravel())
+        log_probs = picked - peak - np.log(np.exp(logits - peak[..., None]).sum(axis=-1))
+        for start, row in zip(chunk, np.exp(log_probs), strict=True):
+            out.append(row if start == 0 else row[seq_len - stride :])
     return np.concatenate(out)
 
 
@@ -174,12 +184,14 @@ class TextTask(Task):
         ngram.fit(val.train_ids)
         ngram_probs = ngram.token_probabilities(val.val_ids)
         ngram_bits = float(-np.log2(ngram_probs).mean())
-        model_probs = target_probabilities(model, data.val)
+        model_probs = target_probabilities(
+            model, val.val_ids, self.cfg.data.seq_len, self.cfg.train.batch_size
+        )
         loss = float(-np.log(model_probs).mean())
-        # Windows cover the split except its tail; scale tokens → characters by the split's ratio.
+        # Windows cover the split except its last tokens; tokens → characters by the split's ratio.
         tokens_per_char = len(val.val_ids) / len(val.val_text)
         bpc, ngram_bpc = loss / math.log(2) * tokens_per_char, ngram_bits * tokens_per_char
-        # the window targets are tokens 1 … n of the split
+        # the windows' targets are tokens 1 … n of the split
         both = model_probs, ngram_probs[1 : len(model_probs) + 1]
         half = len(model_probs) // 2
         weight = blend_weight(*(p[:half] for p in both))
