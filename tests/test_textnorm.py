@@ -1,6 +1,7 @@
 """The text-normalization replica's generator and rules, and the token files' reading."""
 
 import pandas as pd
+import numpy as np
 import pytest
 
 from pipelines.data.tokens import CLASSES, PATTERN, contexts, needs_model, read_tokens
@@ -130,3 +131,29 @@ def test_tokens_named_none_or_na_are_text(tmp_path):
 def test_bad_training_tokens_are_one_data_error(tmp_path, rows, message):
     with pytest.raises(DataError, match=message):
         read_tokens(write(tmp_path / "t.csv", rows), training=True)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_length_buckets_pad_to_their_bound_and_keras_knows_the_batch_count(shuffle):
+    from pipelines.data.tokens import BUCKETS, batches
+
+    rng = np.random.default_rng(0)
+    sources = [list(range(1, n + 1)) for n in rng.integers(3, 70, 300)]
+    outputs = [[7] * n for n in rng.integers(1, 9, 300)]
+    data = batches(sources, outputs, outputs, 16, shuffle=shuffle, seed=1)
+    longest = max(map(len, sources))  # the last bucket's width
+    got = list(data.as_numpy_iterator())
+    assert len(got) == int(data.cardinality())  # what Keras reads for its progress and epochs
+    seen = 0
+    for x, y in got:
+        width, lengths = x["encoder_token_ids"].shape[1], (x["encoder_token_ids"] > 0).sum(1)
+        bound = next((b for b in BUCKETS if lengths.max() <= b), None)
+        assert width == (bound or longest) and lengths.min() > (
+            max([b for b in BUCKETS if b < lengths.max()], default=0)
+        )
+        assert y.shape == x["decoder_token_ids"].shape
+        seen += len(y)
+    if shuffle:  # each full bucket's last partial batch is dropped
+        assert 300 - 16 * (len(BUCKETS) + 1) < seen <= 300
+    else:
+        assert seen == 300

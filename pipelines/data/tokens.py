@@ -195,12 +195,13 @@ def batches(sources, inputs, outputs, batch_size, shuffle=False, seed=0):
     keys = tf.constant(bucket, "int64")
     dataset = dataset.map(lambda i: (keys[i], *(rows(i) for rows in slicers)))
 
-    full = tf.constant(np.bincount(bucket, minlength=count) >= batch_size)
+    sizes = np.bincount(bucket, minlength=count)
+    drop = shuffle & (sizes >= batch_size)  # a bucket smaller than one batch is kept whole
+    full = tf.constant(drop)
 
     def batch(key, window):
         source, target = widths[key, :1], widths[key, 1:]
         shapes = ([], source, target, target)
-        # a bucket smaller than one batch is kept whole
         return window.padded_batch(batch_size, shapes, drop_remainder=shuffle and full[key])
 
     dataset = dataset.group_by_window(lambda key, *_: key, batch, window_size=batch_size)
@@ -212,4 +213,7 @@ def batches(sources, inputs, outputs, batch_size, shuffle=False, seed=0):
         return {"encoder_token_ids": source, "decoder_token_ids": inputs}, outputs
 
     dataset = dataset.map(named)
+    # grouping hides the count from Keras, which would warn the data ran out
+    total = np.where(drop, sizes // batch_size, -(-sizes // batch_size)).sum()
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(int(total)))
     return dataset.prefetch(tf.data.AUTOTUNE)
