@@ -158,7 +158,9 @@ class TextTask(Task):
             "seed": gen.seed,
         }
         max_tokens = max_tokens or gen.max_tokens
-        prior = (gen.ngram_weight, self.ngram(tokenizer).next_probabilities)
+        prior = None
+        if gen.ngram_weight:
+            prior = (gen.ngram_weight, self.ngram(tokenizer).next_probabilities)
         texts = []
         for start in range(0, len(prompts), gen.batch_size):
             batch = [encode_prompt(tokenizer, p) for p in prompts[start : start + gen.batch_size]]
@@ -168,7 +170,7 @@ class TextTask(Task):
                 max_tokens,
                 gen.sampler,
                 stream=stream,
-                prior=prior if gen.ngram_weight else None,
+                prior=prior,
                 **args,
             )
             texts += [tokenizer.decode(ids) for ids in new]
