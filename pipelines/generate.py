@@ -250,14 +250,18 @@ def generate(
     longest = max(len(p) for p in prompts)
     if limit is None or longest + max_new_tokens <= limit:
         return _generate_batch(model, sampler, prompts, max_new_tokens, use_cache, stream, prior)
-    # Beyond the context: one prompt at a time, sliding the window.
+    # Beyond the context: one prompt at a time, sliding the window. Every compiled call
+    # fills the whole window (one shape, one compilation), and what is not needed is cut;
+    # a streamed, eager call makes only what it shows.
     results = []
     for prompt in prompts:
         context, new = list(prompt)[-(limit - 1) :], []
         while len(new) < max_new_tokens:
-            count = min(max_new_tokens - len(new), limit - len(context))
+            count = limit - len(context)
+            if stream is not None:
+                count = min(count, max_new_tokens - len(new))
             piece = _generate_batch(model, sampler, [context], count, use_cache, stream, prior)
-            piece = piece[0]
+            piece = piece[0][: max_new_tokens - len(new)]
             new += piece
             context = (context + piece)[-(limit // 2) :]
         results.append(new)
