@@ -1,7 +1,7 @@
 """The text-normalization replica's generator and rules, and the token files' reading."""
 
-import pandas as pd
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipelines.data.tokens import CLASSES, PATTERN, contexts, needs_model, read_tokens
