@@ -202,7 +202,7 @@ def batches(sources, inputs, outputs, batch_size, shuffle=False, seed=0):
     def batch(key, window):
         source, target = widths[key, :1], widths[key, 1:]
         shapes = ([], source, target, target)
-        return window.padded_batch(batch_size, shapes, drop_remainder=shuffle and full[key])
+        return window.padded_batch(batch_size, shapes, drop_remainder=full[key])
 
     dataset = dataset.group_by_window(lambda key, *_: key, batch, window_size=batch_size)
 

@@ -58,11 +58,9 @@ def target_probabilities(model, ids, seq_len, batch_size):
         chunk = starts[first : first + batch_size]
         inputs = np.stack([ids[s : s + seq_len] for s in chunk])
         targets = np.stack([ids[s + 1 : s + seq_len + 1] for s in chunk])
-        logits = ops.convert_to_numpy(model(inputs, training=False)).astype("float64")
-        picked = np.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
-        peak = logits.max(axis=-1)
-        log_probs = picked - peak - np.log(np.exp(logits - peak[..., None]).sum(axis=-1))
-        for start, row in zip(chunk, np.exp(log_probs), strict=True):
+        log_probs = ops.convert_to_numpy(ops.log_softmax(model(inputs, training=False)))
+        picked = np.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+        for start, row in zip(chunk, np.exp(picked.astype("float64")), strict=True):
             out.append(row if start == 0 else row[seq_len - stride :])
     return np.concatenate(out)
 
